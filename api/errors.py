@@ -1,0 +1,81 @@
+"""The one place where errors become HTTP: always ``{"error": {"code", "message"}}``, never a
+stack trace or an HTML page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from shared import errors
+from shared.config import settings
+
+log = logging.getLogger("rrr.api")
+
+STATUS_BY_ERROR: dict[type[errors.DetectionError], int] = {
+    errors.BadRequest: 400,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.UploadTooLarge: 413,
+    errors.UnsupportedMedia: 415,
+    errors.MediaError: 422,
+    errors.ServiceUnavailable: 503,
+    errors.ModelUnavailable: 503,
+}
+
+
+def status_for(exc: errors.DetectionError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def error_response(status: int, code: str, message: str, **extra):
+    body = {"error": {"code": code, "message": message, **extra}}
+    return jsonify(body), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(errors.DetectionError)
+    def _domain(exc: errors.DetectionError):
+        return error_response(status_for(exc), exc.code, exc.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_exc):
+        return error_response(
+            413,
+            "upload_too_large",
+            f"the upload is larger than the limit of {settings.max_upload_mb:g} MB",
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name
+        if exc.code == 404:
+            message = "no such endpoint; see /v1/openapi.json for the API"
+        return error_response(exc.code or 500, code, message)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def _database(exc):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return error_response(
+            503, "database_unavailable", "the job database is unreachable; try again shortly"
+        )
+
+    @app.errorhandler(BrokerError)
+    def _broker(exc):
+        log.warning("broker unavailable: %s", exc)
+        return error_response(
+            503, "broker_unavailable", "the job queue is unreachable; try again shortly"
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "an unexpected error occurred; it was logged")

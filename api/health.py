@@ -1,0 +1,49 @@
+"""bp: liveness, readiness and the OpenAPI description."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from api.openapi import OPENAPI
+from shared.config import settings
+from shared.db import get_engine
+from shared.queue import broker_reachable
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+def _database_ok() -> bool:
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {
+        "database": _database_ok(),
+        "broker": broker_reachable(),
+        "weights": settings.weights_path.is_file(),
+    }
+    if all(checks.values()):
+        return jsonify({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, ok in checks.items() if not ok)
+    body = {
+        "error": {"code": "not_ready", "message": f"not ready: {failing} unavailable"},
+        "checks": checks,
+    }
+    return jsonify(body), 503
+
+
+@bp.get("/v1/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)

@@ -1,0 +1,95 @@
+"""bp: the /v1/jobs resource (submit, read, list, cancel, per-frame results)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from api.schemas import (
+    decode_cursor,
+    encode_cursor,
+    frame_json,
+    job_json,
+    parse_enum,
+    parse_limit,
+    parse_offset,
+)
+from api.uploads import submit
+from shared import jobs
+from shared.db import session_scope
+from shared.errors import Conflict, NotFound
+from shared.models import JobKind, JobStatus
+from shared.storage import get_storage
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+
+@bp.post("/jobs")
+def create():
+    job, created = submit(request)
+    response = jsonify(job_json(job))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return response
+
+
+@bp.get("/jobs/<job_id>")
+def read(job_id: str):
+    with session_scope() as session:
+        return jsonify(job_json(jobs.get_job(session, job_id)))
+
+
+@bp.get("/jobs")
+def index():
+    limit = parse_limit(request.args, default=20, maximum=100)
+    status = parse_enum(request.args, "status", JobStatus)
+    kind = parse_enum(request.args, "kind", JobKind)
+    cursor = request.args.get("cursor")
+    before = decode_cursor(cursor) if cursor else None
+    with session_scope() as session:
+        page = jobs.list_jobs(session, limit=limit + 1, before=before, status=status, kind=kind)
+        more = len(page) > limit
+        page = page[:limit]
+        return jsonify(
+            {
+                "jobs": [job_json(job, full=False) for job in page],
+                "next_cursor": encode_cursor(page[-1]) if more else None,
+            }
+        )
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel(job_id: str):
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        if not jobs.mark_canceled(session, job_id):
+            raise Conflict(
+                f"the job is already {job.status} and cannot be canceled", code="job_not_cancelable"
+            )
+    # A running worker notices at its next progress update and stops.
+    get_storage().delete_job(job_id)
+    with session_scope() as session:
+        return jsonify(job_json(jobs.get_job(session, job_id)))
+
+
+@bp.get("/jobs/<job_id>/frames")
+def frames(job_id: str):
+    limit = parse_limit(request.args, default=100, maximum=1000)
+    offset = parse_offset(request.args)
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        if job.kind != JobKind.VIDEO:
+            raise NotFound("per-frame results exist only for video jobs", code="not_a_video_job")
+        total = jobs.count_frames(session, job_id)
+        rows = jobs.list_frames(session, job_id, offset=offset, limit=limit)
+        next_offset = offset + len(rows) if offset + len(rows) < total else None
+        return jsonify(
+            {
+                "job_id": job_id,
+                "status": job.status,
+                "total": total,
+                "offset": offset,
+                "limit": limit,
+                "next_offset": next_offset,
+                "frames": [frame_json(row) for row in rows],
+            }
+        )

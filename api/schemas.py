@@ -1,0 +1,129 @@
+"""Request parsing and the JSON shapes of responses (the workers never see these)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from datetime import datetime
+from typing import Any
+
+from shared.config import settings
+from shared.errors import BadRequest
+from shared.models import FrameResult, Job, JobKind
+
+VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
+    """A job as clients see it; ``full=False`` (listings) keeps only the verdict of the result."""
+    result = job.result
+    if result is not None and not full:
+        result = {k: result[k] for k in (*VERDICT_KEYS, "summary") if k in result}
+    links = {"self": f"/v1/jobs/{job.id}"}
+    if job.kind == JobKind.VIDEO:
+        links["frames"] = f"/v1/jobs/{job.id}/frames"
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "error": (
+            {"code": job.error_code, "message": job.error_message} if job.error_code else None
+        ),
+        "params": {k: v for k, v in job.params.items() if k != "request_sha256"},
+        "inputs": [
+            {k: item.get(k) for k in ("filename", "size", "media_type", "error") if item.get(k)}
+            for item in job.inputs
+        ],
+        "result": result,
+        "links": links,
+    }
+
+
+def frame_json(frame: FrameResult) -> dict[str, Any]:
+    return {
+        "index": frame.index,
+        "frame_number": frame.frame_number,
+        "timestamp_s": frame.timestamp_s,
+        "probability_fake": frame.probability_fake,
+        "faces": frame.faces,
+    }
+
+
+def _number(form, name: str, cast, low: float, high: float, default):
+    raw = form.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw!r}", code="invalid_field") from None
+    if isinstance(value, float) and not math.isfinite(value) or not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low:g} and {high:g}", code="invalid_field")
+    return value
+
+
+def parse_job_params(form) -> dict[str, Any]:
+    """Validate the optional form fields of POST /v1/jobs into the job's params."""
+    params: dict[str, Any] = {
+        "sample_fps": _number(form, "sample_fps", float, 0.01, 60.0, settings.sample_fps),
+        "max_frames": _number(form, "max_frames", int, 1, settings.max_frames, settings.max_frames),
+    }
+    threshold = _number(form, "threshold", float, 0.0, 1.0, None)
+    if threshold is not None:
+        params["threshold"] = threshold
+    sampling = form.get("sampling") or "exact"
+    if sampling != "exact":
+        raise BadRequest(
+            f"sampling={sampling!r} is not available in this version; use 'exact'",
+            code="invalid_field",
+        )
+    if form.get("callback_url"):
+        raise BadRequest(
+            "callback_url is not available in this version; poll GET /v1/jobs/<id> instead",
+            code="invalid_field",
+        )
+    return params
+
+
+def parse_limit(args, default: int, maximum: int) -> int:
+    return _number(args, "limit", int, 1, maximum, default)
+
+
+def parse_offset(args) -> int:
+    return _number(args, "offset", int, 0, 10**9, 0)
+
+
+def parse_enum(args, name: str, enum_cls) -> str | None:
+    value = args.get(name)
+    if value is None or value == "":
+        return None
+    allowed = [member.value for member in enum_cls]
+    if value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}", code="invalid_field")
+    return value
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(
+            "cursor is not valid; pass the next_cursor of a previous page", code="invalid_cursor"
+        ) from None
+

@@ -1,0 +1,17 @@
+"""bp: the web page (plain HTML/JS served from api/static; no build step, no CDN)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, send_from_directory
+
+bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
+
+
+@bp.get("/")
+def home():
+    return send_from_directory(bp.static_folder, "index.html")
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    return send_from_directory(bp.static_folder, "index.html")

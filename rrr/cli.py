@@ -1,0 +1,208 @@
+"""The ``rrr`` command: run the service, manage the database, submit files, train and evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from shared.config import settings
+
+
+def fail(message: str) -> None:
+    """Exit non-zero with a one-line reason on stderr."""
+    click.echo(f"rrr: error: {message}", err=True)
+    sys.exit(1)
+
+
+def require_weights() -> None:
+    if not settings.weights_path.is_file():
+        fail(
+            f"model weights not found at {settings.weights_path}; the service cannot score faces "
+            "without them. Set RRR_WEIGHTS_PATH to a checkpoint (see weights/README.md)."
+        )
+
+
+def worker_command(queues: str, loglevel: str, name: str) -> list[str]:
+    # solo pool: one task at a time in this very process, so the model loads exactly once and
+    # no fork happens after torch started its threads. Scale with more worker processes.
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--pool=solo", f"--queues={queues}", f"--loglevel={loglevel}", f"--hostname={name}",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Real Recognize Real: asynchronous deepfake detection for images and videos."""
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema at RRR_DATABASE_URL to the newest revision."""
+    from shared.migrate import upgrade_database
+
+    try:
+        upgrade_database()
+    except Exception as exc:  # a one-line reason, not a traceback
+        fail(f"database upgrade failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    click.echo(f"database is up to date ({settings.as_public_dict()['database_url']})")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default RRR_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default RRR_PORT, 8000).")
+@click.option("--threads", type=int, default=16, show_default=True, help="waitress threads.")
+def api(host: str | None, port: int | None, threads: int) -> None:
+    """Serve the HTTP API with waitress (production WSGI server; no model in this process)."""
+    from waitress import serve
+
+    from api import create_app
+
+    host, port = host or settings.host, port or settings.port
+    click.echo(f"API on http://{host}:{port}/")
+    serve(create_app(), host=host, port=port, threads=threads, ident="rrr")
+
+
+@cli.command()
+@click.option("--queues", default="images,videos", show_default=True,
+              help="Queues to consume: images, videos or both.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--name", default="rrr@%h", show_default=True, help="Worker node name.")
+def worker(queues: str, loglevel: str, name: str) -> None:
+    """Run one Celery worker process (loads the model once, handles one task at a time)."""
+    require_weights()
+    os.execv(sys.executable, worker_command(queues, loglevel, name))
+
+
+class _WorkerSupervisor(threading.Thread):
+    """Keeps one worker process alive beside the embedded API; restarts it if it dies."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.process: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.process = subprocess.Popen(worker_command("images,videos", "INFO", "rrr@%h"))
+            code = self.process.wait()
+            if not self.stopping.is_set():
+                click.echo(f"rrr: worker exited with code {code}; restarting in 2 s", err=True)
+                self.stopping.wait(2)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.stopping.set()
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default RRR_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default RRR_PORT, 8000).")
+def up(host: str | None, port: int | None) -> None:
+    """Start the whole service on this machine: schema upgrade, one worker and the API.
+
+    Defaults need no servers (SQLite + filesystem broker under ./var/); set RRR_DATABASE_URL and
+    RRR_BROKER_URL to use PostgreSQL and Redis instead. Ctrl-C stops everything.
+    """
+    from waitress import serve
+
+    from api import create_app
+    from shared.migrate import upgrade_database
+
+    require_weights()
+    upgrade_database()
+    supervisor = _WorkerSupervisor()
+    supervisor.start()
+    host, port = host or settings.host, port or settings.port
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
+    try:
+        serve(create_app(), host=host, port=port, threads=16, ident="rrr")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping worker...")
+        supervisor.stop()
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", default=None, help="API base URL (default http://RRR_HOST:RRR_PORT).")
+@click.option("--wait/--no-wait", default=False, help="Wait for the verdict with a progress bar.")
+@click.option("--sample-fps", type=float, default=None, help="Video frames analysed per second.")
+@click.option("--threshold", type=float, default=None, help="P(FAKE) at or above which: FAKE.")
+@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
+def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
+    """Upload FILES as one job (one file: image or video; several: an image batch)."""
+    import requests
+    from tqdm import tqdm
+
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    field = "file" if len(files) == 1 else "files"
+    data = {k: str(v) for k, v in {"sample_fps": sample_fps, "threshold": threshold}.items()
+            if v is not None}
+    handles = [open(path, "rb") for path in files]
+    try:
+        upload = [(field, (Path(p).name, fh)) for p, fh in zip(files, handles, strict=True)]
+        response = requests.post(f"{base}/v1/jobs", files=upload, data=data, timeout=300)
+    except requests.RequestException as exc:
+        fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
+    finally:
+        for fh in handles:
+            fh.close()
+    body = response.json()
+    if response.status_code >= 400:
+        fail(f"{body['error']['code']}: {body['error']['message']}")
+    if not wait:
+        click.echo(json.dumps(body, indent=2))
+        return
+    job_url = f"{base}/v1/jobs/{body['id']}"
+    deadline = time.monotonic() + timeout
+    with tqdm(total=max(body["progress"]["total"], 1), desc=body["kind"], unit="step") as bar:
+        while body["status"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                fail(f"job {body['id']} still {body['status']} after {timeout:g} s: {job_url}")
+            time.sleep(0.5)
+            body = requests.get(job_url, timeout=30).json()
+            bar.total = max(body["progress"]["total"], 1)
+            bar.n = body["progress"]["done"]
+            bar.refresh()
+    click.echo(json.dumps(body, indent=2))
+    if body["status"] != "succeeded":
+        fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
+
+
+def _register_training_commands() -> None:
+    # Training needs the `train` extra; the service does not.
+    try:
+        from training.cli import eval_command, train_command
+    except ImportError:
+        return
+    cli.add_command(train_command, "train")
+    cli.add_command(eval_command, "eval")
+
+
+_register_training_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,94 @@
+"""The one settings object: every knob is an environment variable with a documented default.
+
+Defaults give the embedded configuration (no servers): a SQLite file and kombu's filesystem
+transport under ``./var/``. Production sets ``RRR_DATABASE_URL`` and ``RRR_BROKER_URL``.
+The README's configuration table lists the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = PROJECT_ROOT / "weights" / "rrr-b0-v1.pt"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    database_url: str
+    broker_url: str
+    storage_dir: Path
+    weights_path: Path
+    max_upload_mb: float
+    max_batch_files: int
+    max_image_pixels: int
+    sample_fps: float
+    max_frames: int
+    threshold: float | None
+    face_padding: float
+    inference_threads: int
+    sync_timeout_s: float
+    host: str
+    port: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        var_dir = Path(_env("RRR_VAR_DIR", "var")).absolute()
+        threshold = _env("RRR_THRESHOLD", "")
+        return cls(
+            var_dir=var_dir,
+            database_url=_env("RRR_DATABASE_URL", f"sqlite:///{var_dir / 'rrr.db'}"),
+            broker_url=_env("RRR_BROKER_URL", "filesystem://"),
+            storage_dir=Path(_env("RRR_STORAGE_DIR", str(var_dir / "uploads"))).absolute(),
+            weights_path=Path(_env("RRR_WEIGHTS_PATH", str(DEFAULT_WEIGHTS))).absolute(),
+            max_upload_mb=float(_env("RRR_MAX_UPLOAD_MB", "500")),
+            max_batch_files=int(_env("RRR_MAX_BATCH_FILES", "100")),
+            max_image_pixels=int(_env("RRR_MAX_IMAGE_PIXELS", "40000000")),
+            sample_fps=float(_env("RRR_SAMPLE_FPS", "1.0")),
+            max_frames=int(_env("RRR_MAX_FRAMES", "7200")),
+            threshold=float(threshold) if threshold else None,
+            face_padding=float(_env("RRR_FACE_PADDING", "0.15")),
+            inference_threads=int(_env("RRR_INFERENCE_THREADS", "0")),
+            sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
+            host=_env("RRR_HOST", "127.0.0.1"),
+            port=int(_env("RRR_PORT", "8000")),
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    def as_public_dict(self) -> dict[str, str]:
+        """Settings as strings, with credentials in URLs masked (for logs and `rrr config`)."""
+        out = {}
+        for f in fields(self):
+            value = str(getattr(self, f.name))
+            if f.name.endswith("_url") and "@" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            out[f.name] = value
+        return out
+
+
+settings = Settings.from_env()
+
+
+def reload_settings() -> Settings:
+    """Re-read the environment into the shared ``settings`` object (tests and the CLI use this)."""
+    global settings
+    fresh = Settings.from_env()
+    for f in fields(Settings):
+        object.__setattr__(settings, f.name, getattr(fresh, f.name))
+    return settings

@@ -1,0 +1,80 @@
+"""The inference path shared by the worker, the synchronous shims, evaluation and benchmarks:
+load the checkpoint once per process, then ``score(crops)`` -> probability that each is FAKE."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.errors import ModelUnavailable
+from shared.model import FAKE_INDEX, ModelConfig, file_sha256, load_checkpoint, preprocess
+
+BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+class Detector:
+    """A loaded classifier. Thread-safe for ``score`` (one forward pass at a time)."""
+
+    def __init__(self, weights_path: Path, threads: int = 0) -> None:
+        try:
+            self.model, self.config, self.metadata = load_checkpoint(weights_path)
+        except FileNotFoundError as exc:
+            raise ModelUnavailable(str(exc), code="weights_missing") from exc
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelUnavailable(
+                f"could not load model weights from {weights_path}: {exc}", code="weights_invalid"
+            ) from exc
+        if threads <= 0:
+            threads = max(1, os.cpu_count() or 1)
+        torch.set_num_threads(threads)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.info = ModelInfo(
+            name=self.config.name, version=self.config.version, sha256=file_sha256(weights_path)
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.config
+
+    def score(self, crops: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 face crops -> float64 array of P(FAKE), in the same order."""
+        if not crops:
+            return np.zeros(0, dtype=np.float64)
+        out = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(crops), BATCH_SIZE):
+                batch = preprocess(crops[start : start + BATCH_SIZE], self.config)
+                tensor = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+                logits = self.model(tensor)  # (N, 2)
+                probs = torch.softmax(logits.float(), dim=1)[:, FAKE_INDEX]
+                out.append(probs.numpy().astype(np.float64))
+        return np.concatenate(out)
+
+
+_detector: Detector | None = None
+_detector_lock = threading.Lock()
+
+
+def get_detector(weights_path: Path, threads: int = 0) -> Detector:
+    """The process-wide Detector, loaded on first use and kept (weights load once per process)."""
+    global _detector
+    with _detector_lock:
+        if _detector is None:
+            _detector = Detector(weights_path, threads)
+        return _detector

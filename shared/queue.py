@@ -1,0 +1,75 @@
+"""The Celery application both sides share, and the one way to publish a job.
+
+Only job ids travel through the broker (JSON, never pickles, never media). The API publishes by
+task name, so it never imports the worker package (nor torch).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.config import settings
+
+TASK_NAME = "rrr.process_job"
+IMAGE_QUEUE = "images"  # single images and batches: short tasks
+VIDEO_QUEUE = "videos"  # long tasks, kept apart so they cannot starve image jobs
+# Redis redelivers an unacknowledged message after this long; it must exceed the longest task.
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def _transport_options() -> dict:
+    if settings.embedded_broker:
+        folder = settings.var_dir / "broker"
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,  # the default 1 s would dominate an image job's latency
+        }
+    return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+
+
+def make_celery() -> Celery:
+    app = Celery("rrr")
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=_transport_options(),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # the SQL database is the record of every job
+        result_backend=None,
+        # Durability: a message is acknowledged only after its task finished, and a worker
+        # killed mid-task leaves it for another worker.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=IMAGE_QUEUE,
+        task_routes={TASK_NAME: {"queue": IMAGE_QUEUE}},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+celery_app = make_celery()
+
+
+def publish_job(job_id: str, kind: str) -> None:
+    """Enqueue a job by id; call only after the job row is committed."""
+    queue = VIDEO_QUEUE if kind == "video" else IMAGE_QUEUE
+    celery_app.send_task(TASK_NAME, args=[job_id], queue=queue)
+
+
+def broker_reachable(timeout_s: float = 2.0) -> bool:
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout_s)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,240 @@
+"""What a worker does with media: decode -> find faces -> score every face -> verdict.
+
+No Celery and no database here: the task module feeds paths in and writes results out, so the
+same functions serve the worker, evaluation and benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.detector import Detector
+from shared.errors import DetectionError
+from shared.faces import FaceDetector, crop_face
+from shared.media import SampledFrame, decode_image, probe_video, sample_frames
+
+FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
+
+# progress callback: (done, total) -> False when the job should stop (e.g. it was canceled)
+ProgressFn = Callable[[int, int], bool]
+
+
+class Canceled(Exception):
+    """The job stopped being ours (canceled or taken over) while it ran."""
+
+
+@dataclass
+class Analyzer:
+    detector: Detector
+    faces: FaceDetector
+    threshold: float
+    face_padding: float
+    max_image_pixels: int
+
+    def verdict(self, probability_fake: float) -> str:
+        return "FAKE" if probability_fake >= self.threshold else "REAL"
+
+    def face_results(self, rgb: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Every face in one RGB image with its score; plus stage timings in ms."""
+        t0 = time.perf_counter()
+        found = self.faces.detect(rgb)
+        t1 = time.perf_counter()
+        crops = [crop_face(rgb, face.box, self.face_padding) for face in found]
+        probs = self.detector.score(crops)
+        t2 = time.perf_counter()
+        results = [self._face(face.box, float(p)) for face, p in zip(found, probs, strict=True)]
+        return results, {"detect": (t1 - t0) * 1000, "infer": (t2 - t1) * 1000}
+
+    def _face(self, box: tuple[int, int, int, int], p: float) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in box],
+            "probability_fake": round(p, 6),
+            "prediction": self.verdict(p),
+        }
+
+    def summarize_faces(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        """The image verdict follows its most suspicious face; no face is said explicitly."""
+        base: dict[str, Any] = {"threshold": self.threshold, "faces": faces}
+        if not faces:
+            return {
+                "prediction": "NO_FACE",
+                "probability_fake": None,
+                "probability_real": None,
+                "confidence": None,
+                **base,
+            }
+        p = max(face["probability_fake"] for face in faces)
+        return {
+            "prediction": self.verdict(p),
+            "probability_fake": round(p, 6),
+            "probability_real": round(1.0 - p, 6),
+            "confidence": round(max(p, 1.0 - p), 6),
+            **base,
+        }
+
+    # ------------------------------------------------------------------------------ images
+
+    def analyze_image(self, path: Path) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rgb = decode_image(path, self.max_image_pixels)
+        t1 = time.perf_counter()
+        faces, timings = self.face_results(rgb)
+        result = self.summarize_faces(faces)
+        result["width"], result["height"] = int(rgb.shape[1]), int(rgb.shape[0])
+        result["model"] = self.detector.info.as_dict()
+        result["timings_ms"] = {
+            "decode": round((t1 - t0) * 1000, 1),
+            "detect": round(timings["detect"], 1),
+            "infer": round(timings["infer"], 1),
+            "total": round((time.perf_counter() - t0) * 1000, 1),
+        }
+        return result
+
+    def analyze_batch(
+        self, items: list[tuple[str, Path | None, DetectionError | None]], progress: ProgressFn
+    ) -> dict[str, Any]:
+        """items: (filename, path, error found at upload); one bad file never fails the batch."""
+        results = []
+        for index, (filename, path, upload_error) in enumerate(items):
+            entry: dict[str, Any] = {"index": index, "filename": filename}
+            try:
+                if upload_error is not None:
+                    raise upload_error
+                assert path is not None
+                entry.update(self.analyze_image(path))
+            except DetectionError as exc:
+                entry["error"] = {"code": exc.code, "message": exc.message}
+            results.append(entry)
+            if not progress(index + 1, len(items)):
+                raise Canceled()
+        ok = [r for r in results if "error" not in r]
+        summary = {
+            "total": len(results),
+            "processed": len(ok),
+            "failed": len(results) - len(ok),
+            "fake": sum(r["prediction"] == "FAKE" for r in ok),
+            "real": sum(r["prediction"] == "REAL" for r in ok),
+            "no_face": sum(r["prediction"] == "NO_FACE" for r in ok),
+        }
+        return {
+            "items": results,
+            "summary": summary,
+            "threshold": self.threshold,
+            "model": self.detector.info.as_dict(),
+        }
+
+    # ------------------------------------------------------------------------------ videos
+
+    def analyze_video(
+        self, path: Path, sample_fps: float, max_frames: int, progress: ProgressFn
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Returns (result, per-frame rows). Faces of several frames are scored in one batch."""
+        t0 = time.perf_counter()
+        info = probe_video(path)
+        total = info.expected_samples(sample_fps, max_frames)
+        if not progress(0, total):
+            raise Canceled()
+        frames: list[dict[str, Any]] = []
+        pending: list[SampledFrame] = []
+        timings = {"decode_detect": 0.0, "infer": 0.0}
+
+        def flush() -> None:
+            boxes_per_frame = []
+            crops = []
+            for frame in pending:
+                found = self.faces.detect(frame.rgb)
+                boxes_per_frame.append([face.box for face in found])
+                crops.extend(crop_face(frame.rgb, face.box, self.face_padding) for face in found)
+            t_infer = time.perf_counter()
+            probs = iter(self.detector.score(crops).tolist())
+            timings["infer"] += time.perf_counter() - t_infer
+            for frame, boxes in zip(pending, boxes_per_frame, strict=True):
+                faces = [self._face(box, next(probs)) for box in boxes]
+                frames.append(
+                    {
+                        "index": frame.index,
+                        "frame_number": frame.frame_number,
+                        "timestamp_s": frame.timestamp_s,
+                        "probability_fake": max((f["probability_fake"] for f in faces), default=None),
+                        "faces": faces,
+                    }
+                )
+            pending.clear()
+            # the estimate from the container can be short; never report done > total
+            if not progress(len(frames), max(total, len(frames))):
+                raise Canceled()
+
+        for frame in sample_frames(path, info, sample_fps, max_frames):
+            pending.append(frame)
+            if len(pending) >= FRAMES_PER_BATCH:
+                flush()
+        if pending:
+            flush()
+        elapsed = time.perf_counter() - t0
+        timings["decode_detect"] = elapsed - timings["infer"]
+        result = self.aggregate_video(frames, sample_fps)
+        result.update(
+            {
+                "frames_total": info.frame_count,
+                "frames_analyzed": len(frames),
+                "duration_s": round(info.duration_s, 3),
+                "fps": round(info.fps, 3),
+                "sample_fps": sample_fps,
+                "width": info.width,
+                "height": info.height,
+                "model": self.detector.info.as_dict(),
+                "timings_ms": {k: round(v * 1000, 1) for k, v in timings.items()}
+                | {"total": round(elapsed * 1000, 1)},
+            }
+        )
+        return result, frames
+
+    def aggregate_video(self, frames: list[dict[str, Any]], sample_fps: float) -> dict[str, Any]:
+        """Video verdict: the mean, over sampled frames that contain a face, of each frame's most
+        suspicious face. Segments: runs of consecutive sampled frames at or above threshold."""
+        scored = [f for f in frames if f["probability_fake"] is not None]
+        segments = []
+        run: list[dict[str, Any]] = []
+        for frame in frames + [None]:  # sentinel closes the last run
+            p = frame["probability_fake"] if frame is not None else None
+            if p is not None and p >= self.threshold:
+                run.append(frame)
+                continue
+            if run:
+                mean = sum(f["probability_fake"] for f in run) / len(run)
+                segments.append(
+                    {
+                        "start_s": run[0]["timestamp_s"],
+                        "end_s": round(run[-1]["timestamp_s"] + 1.0 / sample_fps, 3),
+                        "mean_probability_fake": round(mean, 6),
+                    }
+                )
+                run = []
+        base = {
+            "threshold": self.threshold,
+            "aggregation": "mean_of_frame_max",
+            "frames_with_faces": len(scored),
+            "suspicious_segments": segments,
+        }
+        if not scored:
+            return {
+                "prediction": "NO_FACE",
+                "probability_fake": None,
+                "probability_real": None,
+                "confidence": None,
+                **base,
+            }
+        p = float(np.mean([f["probability_fake"] for f in scored]))
+        return {
+            "prediction": self.verdict(p),
+            "probability_fake": round(p, 6),
+            "probability_real": round(1.0 - p, 6),
+            "confidence": round(max(p, 1.0 - p), 6),
+            **base,
+        }

@@ -1,0 +1,158 @@
+"""Celery tasks: thin wrappers that claim a job, run the pipeline and record the outcome.
+
+Re-running a task is harmless: a terminal job is left alone, and per-frame rows are replaced,
+not appended.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from celery.signals import worker_ready
+from sqlalchemy.exc import OperationalError
+
+from shared import jobs
+from shared.config import settings
+from shared.db import session_scope
+from shared.detector import get_detector
+from shared.errors import DetectionError, MediaError
+from shared.faces import FaceDetector
+from shared.models import JobStatus
+from shared.queue import TASK_NAME, celery_app
+from shared.storage import get_storage
+from worker.pipeline import Analyzer, Canceled
+
+log = logging.getLogger("rrr.worker")
+_face_detector: FaceDetector | None = None
+
+
+def get_analyzer(threshold: float | None = None) -> Analyzer:
+    """Built from process-wide singletons: the model and face detector load once per process."""
+    global _face_detector
+    detector = get_detector(settings.weights_path, settings.inference_threads)
+    if _face_detector is None:
+        _face_detector = FaceDetector()
+    if threshold is None:
+        threshold = settings.threshold
+    if threshold is None:
+        threshold = detector.config.threshold
+    return Analyzer(
+        detector=detector,
+        faces=_face_detector,
+        threshold=float(threshold),
+        face_padding=settings.face_padding,
+        max_image_pixels=settings.max_image_pixels,
+    )
+
+
+@worker_ready.connect
+def _load_model_at_start(**_: Any) -> None:
+    analyzer = get_analyzer()
+    # one throw-away forward pass: the first one pays for memory allocation and kernel choice
+    analyzer.detector.score([np.zeros((64, 64, 3), dtype=np.uint8)])
+    log.info("model loaded from %s", settings.weights_path)
+
+
+@celery_app.task(
+    name=TASK_NAME,
+    autoretry_for=(OperationalError,),  # the database was unreachable: try again later
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def process_job(job_id: str) -> None:
+    run_job(job_id)
+
+
+def _progress(job_id: str):
+    def report(done: int, total: int) -> bool:
+        with session_scope() as session:
+            return jobs.set_progress(session, job_id, done, total)
+
+    return report
+
+
+def run_job(job_id: str) -> None:
+    """Claim the job, analyse its media, write the outcome. Safe to call twice."""
+    with session_scope() as session:
+        job = session.get(jobs.Job, job_id)
+        if job is None or JobStatus(job.status).is_terminal():
+            return
+        if job.attempts >= jobs.MAX_ATTEMPTS:
+            jobs.mark_failed(
+                session,
+                job_id,
+                "too_many_attempts",
+                f"the job was started {job.attempts} times without finishing "
+                "(a worker died on it each time); it will not be retried",
+            )
+            return
+        if not jobs.mark_running(session, job_id):
+            return
+        kind, inputs, params = job.kind, list(job.inputs), dict(job.params)
+
+    log.info("job %s: running (%s)", job_id, kind)
+    try:
+        result, frames = _analyze(kind, inputs, params, job_id)
+        with session_scope() as session:
+            if frames is not None:
+                jobs.replace_frames(session, job_id, frames)
+            jobs.mark_succeeded(session, job_id, result)
+        log.info("job %s: succeeded", job_id)
+    except Canceled:
+        log.info("job %s: stopped (no longer running)", job_id)
+    except DetectionError as exc:
+        with session_scope() as session:
+            jobs.mark_failed(session, job_id, exc.code, exc.message)
+        log.info("job %s: failed: %s", job_id, exc.code)
+    except OperationalError:
+        raise  # database trouble: let Celery retry the task
+    except Exception:
+        log.exception("job %s: internal error", job_id)
+        with session_scope() as session:
+            jobs.mark_failed(
+                session,
+                job_id,
+                "internal_error",
+                "the worker hit an unexpected error analysing this upload; it has been logged",
+            )
+
+
+def _analyze(
+    kind: str, inputs: list[dict[str, Any]], params: dict[str, Any], job_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    analyzer = get_analyzer(params.get("threshold"))
+    storage = get_storage()
+    progress = _progress(job_id)
+    with ExitStack() as stack:
+        paths: list[Path | None] = [
+            stack.enter_context(storage.local_path(item["key"])) if item.get("key") else None
+            for item in inputs
+        ]
+        if kind == "image":
+            progress(0, 1)
+            return analyzer.analyze_image(paths[0]), None
+        if kind == "batch":
+            items = [
+                (
+                    item["filename"],
+                    path,
+                    MediaError(item["error"]["message"], code=item["error"]["code"])
+                    if item.get("error")
+                    else None,
+                )
+                for item, path in zip(inputs, paths, strict=True)
+            ]
+            return analyzer.analyze_batch(items, progress), None
+        if kind == "video":
+            return analyzer.analyze_video(
+                paths[0],
+                sample_fps=float(params.get("sample_fps", settings.sample_fps)),
+                max_frames=int(params.get("max_frames", settings.max_frames)),
+                progress=progress,
+            )
+    raise ValueError(f"unknown job kind {kind!r}")
