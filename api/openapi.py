@@ -33,7 +33,11 @@ _UPLOAD = {
             "schema": {
                 "type": "object",
                 "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "one image or video"},
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "one image or video",
+                    },
                     "files": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
@@ -44,7 +48,8 @@ _UPLOAD = {
                     "max_frames": {"type": "integer", "description": "video only"},
                     "threshold": {
                         "type": "number",
-                        "description": "P(FAKE) at or above which a face is FAKE; default: the model's",
+                        "description": "P(FAKE) at or above which a face is FAKE "
+                        "(default: the model's)",
                     },
                 },
             }

@@ -101,7 +101,8 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
                 if kind != JobKind.BATCH:
                     raise
                 # one bad file in a batch fails only its own item
-                inputs.append({"filename": filename, "error": {"code": exc.code, "message": exc.message}})
+                error = {"code": exc.code, "message": exc.message}
+                inputs.append({"filename": filename, "error": error})
                 continue
             key = f"{job_id}/{index}.{media.extension}"
             try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -160,15 +161,12 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
     field = "file" if len(files) == 1 else "files"
     data = {k: str(v) for k, v in {"sample_fps": sample_fps, "threshold": threshold}.items()
             if v is not None}
-    handles = [open(path, "rb") for path in files]
-    try:
-        upload = [(field, (Path(p).name, fh)) for p, fh in zip(files, handles, strict=True)]
-        response = requests.post(f"{base}/v1/jobs", files=upload, data=data, timeout=300)
-    except requests.RequestException as exc:
-        fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
-    finally:
-        for fh in handles:
-            fh.close()
+    with ExitStack() as stack:
+        upload = [(field, (Path(p).name, stack.enter_context(open(p, "rb")))) for p in files]
+        try:
+            response = requests.post(f"{base}/v1/jobs", files=upload, data=data, timeout=300)
+        except requests.RequestException as exc:
+            fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
     body = response.json()
     if response.status_code >= 400:
         fail(f"{body['error']['code']}: {body['error']['message']}")

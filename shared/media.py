@@ -72,7 +72,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         peak = array.max() if array.size else 0.0
         scale = 255.0 / peak if peak > 255 else 1.0
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels carry arbitrary colour: show them on white, as a viewer would.
         rgba = image.convert("RGBA")

@@ -40,7 +40,7 @@ class LocalStorage:
         return self.root / key
 
     def put(self, key: str, stream: BinaryIO, max_bytes: int) -> int:
-        """Copy ``stream`` to ``key``; returns bytes written. Raises OverflowError past max_bytes."""
+        """Copy ``stream`` to ``key``; returns the size. OverflowError past ``max_bytes``."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")

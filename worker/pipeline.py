@@ -156,12 +156,13 @@ class Analyzer:
             timings["infer"] += time.perf_counter() - t_infer
             for frame, boxes in zip(pending, boxes_per_frame, strict=True):
                 faces = [self._face(box, next(probs)) for box in boxes]
+                worst = max((f["probability_fake"] for f in faces), default=None)
                 frames.append(
                     {
                         "index": frame.index,
                         "frame_number": frame.frame_number,
                         "timestamp_s": frame.timestamp_s,
-                        "probability_fake": max((f["probability_fake"] for f in faces), default=None),
+                        "probability_fake": worst,
                         "faces": faces,
                     }
                 )

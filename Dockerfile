@@ -1,0 +1,20 @@
+# One image for the API and the workers (compose picks the command).
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# PIP_EXTRA_INDEX_URL may point at a CPU-only torch wheel index to keep the image small.
+ARG PIP_EXTRA_INDEX_URL=""
+COPY pyproject.toml README.md alembic.ini ./
+COPY api api
+COPY worker worker
+COPY shared shared
+COPY rrr rrr
+COPY training training
+COPY migrations migrations
+COPY weights weights
+RUN pip install .
+ENV RRR_VAR_DIR=/data RRR_STORAGE_DIR=/data/uploads RRR_WEIGHTS_PATH=/app/weights/rrr-b0-v1.pt
+EXPOSE 8000
+CMD ["rrr", "up", "--host", "0.0.0.0"]

@@ -1,0 +1,3 @@
+from rrr.cli import main
+
+main()

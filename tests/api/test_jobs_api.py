@@ -1,0 +1,217 @@
+"""The HTTP contract of /v1 (no worker needed: jobs stay queued)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from shared.config import settings
+from tests import media
+
+
+def _upload(client, data: bytes, name: str = "face.jpg", field: str = "file", **form):
+    return client.post(
+        "/v1/jobs",
+        data={field: (io.BytesIO(data), name), **form},
+        content_type="multipart/form-data",
+    )
+
+
+def _error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body["error"]) >= {"code", "message"} and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body
+
+
+def _stored_job_dirs() -> set[str]:
+    root = settings.storage_dir
+    return {p.name for p in root.iterdir()} if root.exists() else set()
+
+
+def test_submit_image_answers_202_with_location(client, face_crops):
+    response = _upload(client, face_crops["real"][0].read_bytes())
+    assert response.status_code == 202
+    job = response.get_json()
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["kind"] == "image" and job["status"] == "queued"
+    assert set(job) >= {"id", "kind", "status", "progress", "created_at", "started_at",
+                        "finished_at", "error", "result"}
+    assert job["created_at"].endswith("+00:00")
+    again = client.get(job["links"]["self"]).get_json()
+    assert again["id"] == job["id"] and again["status"] == "queued"
+
+
+def test_submit_batch_and_video(client, face_crops, video_paths):
+    files = [(io.BytesIO(p.read_bytes()), p.name) for p in face_crops["fake"][:3]]
+    batch = client.post("/v1/jobs", data={"files": files}, content_type="multipart/form-data")
+    assert batch.status_code == 202
+    assert batch.get_json()["kind"] == "batch"
+    assert batch.get_json()["progress"]["total"] == 3
+    video = _upload(client, video_paths[0].read_bytes(), name="clip.mp4", sample_fps="2")
+    assert video.status_code == 202
+    body = video.get_json()
+    assert body["kind"] == "video" and body["params"]["sample_fps"] == 2.0
+    assert body["links"]["frames"] == f"/v1/jobs/{body['id']}/frames"
+
+
+def test_media_type_comes_from_content_not_name(client, face_crops):
+    response = _upload(client, face_crops["real"][0].read_bytes(), name="looks_like.mp4")
+    assert response.get_json()["kind"] == "image"
+    _error(_upload(client, b"<html>hello</html>", name="photo.jpg"), 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": b""}, 400, "empty_file"),
+        ({"data": b"just some text\n" * 10, "name": "notes.jpg"}, 415, "unsupported_media_type"),
+        ({"data": media.image_bytes(), "sample_fps": "fast"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "sample_fps": "0"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "threshold": "1.5"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "max_frames": "-3"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "sampling": "keyframes"}, 400, "invalid_field"),
+    ],
+)
+def test_bad_uploads_get_json_errors_and_store_nothing(client, kwargs, status, code):
+    before = _stored_job_dirs()
+    _error(_upload(client, **kwargs), status, code)
+    assert _stored_job_dirs() == before
+
+
+def test_missing_and_duplicated_fields(client):
+    _error(client.post("/v1/jobs", data={"other": "x"}), 400, "missing_field")
+    _error(client.post("/v1/jobs"), 400, "missing_field")
+    two = [(io.BytesIO(media.image_bytes()), "a.png"), (io.BytesIO(media.image_bytes()), "b.png")]
+    _error(client.post("/v1/jobs", data={"file": two}, content_type="multipart/form-data"), 400)
+    both = {"file": (io.BytesIO(media.image_bytes()), "a.png"),
+            "files": (io.BytesIO(media.image_bytes()), "b.png")}
+    _error(client.post("/v1/jobs", data=both, content_type="multipart/form-data"), 400)
+
+
+def test_too_large_is_413_before_storing(app, face_crops):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    before = _stored_job_dirs()
+    response = _upload(app.test_client(), face_crops["real"][0].read_bytes())
+    _error(response, 413, "upload_too_large")
+    assert _stored_job_dirs() == before
+
+
+def test_batch_with_some_bad_files_is_accepted(client, face_crops):
+    files = [
+        (io.BytesIO(face_crops["real"][0].read_bytes()), "good.jpg"),
+        (io.BytesIO(b"not an image at all"), "bad.jpg"),
+    ]
+    response = client.post("/v1/jobs", data={"files": files}, content_type="multipart/form-data")
+    assert response.status_code == 202
+    inputs = response.get_json()["inputs"]
+    assert inputs[1]["error"]["code"] == "unsupported_media_type"
+    only_bad = [(io.BytesIO(b"nope"), "bad.jpg")]
+    response = client.post("/v1/jobs", data={"files": only_bad}, content_type="multipart/form-data")
+    _error(response, 400)
+
+
+def test_file_names_are_display_only(client, face_crops):
+    response = _upload(client, face_crops["real"][0].read_bytes(), name="../../etc/passwd\x00.jpg")
+    job = response.get_json()
+    assert job["inputs"][0]["filename"] == "passwd.jpg"
+    stored = list((settings.storage_dir / job["id"]).iterdir())
+    assert [p.name for p in stored] == ["0.jpg"]
+    unicode_name = "фото лица 😀.jpg"
+    job = _upload(client, face_crops["real"][0].read_bytes(), name=unicode_name).get_json()
+    assert job["inputs"][0]["filename"] == unicode_name
+
+
+def test_unknown_job_wrong_method_unknown_route(client):
+    _error(client.get("/v1/jobs/0123456789abcdef0123456789abcdef"), 404, "job_not_found")
+    _error(client.put("/v1/jobs"), 405)
+    _error(client.get("/v2/nothing"), 404)
+
+
+def test_pagination_walks_every_job_once(client, face_crops):
+    created = {_upload(client, face_crops["fake"][i % 8].read_bytes()).get_json()["id"]
+               for i in range(5)}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "/v1/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(query).get_json()
+        assert len(page["jobs"]) <= 2
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert created <= set(seen)
+    stamps = [client.get(f"/v1/jobs/{i}").get_json()["created_at"] for i in seen]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_list_filters_and_bad_parameters(client, face_crops):
+    _upload(client, face_crops["real"][0].read_bytes())
+    images = client.get("/v1/jobs?kind=image&status=queued&limit=100").get_json()["jobs"]
+    assert images and all(j["kind"] == "image" and j["status"] == "queued" for j in images)
+    _error(client.get("/v1/jobs?status=done"), 400, "invalid_field")
+    _error(client.get("/v1/jobs?limit=0"), 400, "invalid_field")
+    _error(client.get("/v1/jobs?cursor=%%%"), 400, "invalid_cursor")
+
+
+def test_cancel_deletes_upload_and_is_not_repeatable(client, face_crops):
+    job = _upload(client, face_crops["real"][0].read_bytes()).get_json()
+    assert (settings.storage_dir / job["id"]).exists()
+    response = client.delete(f"/v1/jobs/{job['id']}")
+    assert response.status_code == 200 and response.get_json()["status"] == "canceled"
+    assert response.get_json()["finished_at"] is not None
+    assert not (settings.storage_dir / job["id"]).exists()
+    _error(client.delete(f"/v1/jobs/{job['id']}"), 409, "job_not_cancelable")
+
+
+def test_frames_only_for_videos(client, face_crops, video_paths):
+    image = _upload(client, face_crops["real"][0].read_bytes()).get_json()
+    _error(client.get(f"/v1/jobs/{image['id']}/frames"), 404, "not_a_video_job")
+    video = _upload(client, video_paths[0].read_bytes(), name="v.mp4").get_json()
+    page = client.get(f"/v1/jobs/{video['id']}/frames").get_json()
+    assert page["total"] == 0 and page["frames"] == [] and page["status"] == "queued"
+    _error(client.get(f"/v1/jobs/{video['id']}/frames?limit=5000"), 400, "invalid_field")
+
+
+def test_idempotency_key(client, face_crops):
+    headers = {"Idempotency-Key": "order-42"}
+    data = face_crops["real"][2].read_bytes()
+
+    def post(payload: bytes):
+        return client.post("/v1/jobs", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(payload), "x.jpg")})
+
+    first = post(data)
+    assert first.status_code == 202
+    repeat = post(data)
+    assert repeat.status_code == 200 and repeat.get_json()["id"] == first.get_json()["id"]
+    _error(post(face_crops["real"][3].read_bytes()), 409, "idempotency_conflict")
+
+
+def test_health_readiness_and_openapi(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and all(ready.get_json()["checks"].values())
+    spec = client.get("/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/frames", "/healthz",
+                 "/readyz", "/predict", "/predict/batch", "/predict/video"):
+        assert path in spec["paths"]
+
+
+def test_readiness_reports_missing_weights(client, override_settings, tmp_path):
+    override_settings(RRR_WEIGHTS_PATH=str(tmp_path / "none.pt"))
+    body = _error(client.get("/readyz"), 503, "not_ready")
+    assert body["checks"]["weights"] is False
+
+
+def test_web_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b"Real Recognize Real" in page.data
+    assert client.get("/static/app.js").status_code == 200

@@ -1,0 +1,103 @@
+"""Test settings: every test session gets its own var/ directory (SQLite file, broker folder,
+uploads), configured through the same environment variables a deployment uses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+FACES = DATA / "dfdc_faces"
+VIDEOS = DATA / "videos"
+SHIPPED_WEIGHTS = REPO / "weights" / "rrr-b0-v1.pt"
+
+_VAR = Path(tempfile.mkdtemp(prefix="rrr-test-"))
+os.environ["RRR_VAR_DIR"] = str(_VAR)
+for name in ("RRR_DATABASE_URL", "RRR_BROKER_URL", "RRR_STORAGE_DIR", "RRR_THRESHOLD"):
+    os.environ.pop(name, None)
+
+
+def _weights() -> Path:
+    """The shipped weights; without them (a checkout before training), a checkpoint of the same
+    layout with random weights so the plumbing can still be tested (never for accuracy)."""
+    if SHIPPED_WEIGHTS.is_file():
+        return SHIPPED_WEIGHTS
+    from shared.model import ModelConfig, build_model, save_checkpoint
+
+    path = _VAR / "random-b0.pt"
+    config = ModelConfig(version="random-for-tests")
+    save_checkpoint(build_model(config), config, path, {"note": "random weights, tests only"})
+    return path
+
+
+os.environ.setdefault("RRR_WEIGHTS_PATH", str(_weights()))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(_VAR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def var_dir() -> Path:
+    return _VAR
+
+
+@pytest.fixture(scope="session")
+def migrated(var_dir):
+    from shared.migrate import upgrade_database
+
+    upgrade_database()
+    return var_dir
+
+
+@pytest.fixture()
+def app(migrated):
+    from api import create_app
+
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def face_crops() -> dict[str, list[Path]]:
+    """A few real DFDC face crops of each label (from ../shared/data)."""
+    import csv
+
+    out: dict[str, list[Path]] = {"real": [], "fake": []}
+    with open(FACES / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if len(out[row["label"]]) < 8:
+                out[row["label"]].append(FACES / row["file"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def video_paths() -> list[Path]:
+    import csv
+
+    with open(VIDEOS / "labels.csv", newline="") as fh:
+        return [VIDEOS / row["file"] for row in csv.DictReader(fh)]
+
+
+@pytest.fixture()
+def override_settings(monkeypatch):
+    """Change settings the way a deployment does (environment variables), restored afterwards."""
+    from shared.config import reload_settings
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reload_settings()
+
+    yield apply
+    monkeypatch.undo()
+    reload_settings()

@@ -1,0 +1,160 @@
+"""Real processes against real services: `rrr api`/`rrr worker`/`rrr up` as subprocesses, the
+local Redis and PostgreSQL. With CI=true a missing service fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+RRR = [sys.executable, "-m", "rrr"]
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+PG_ADMIN_URL = os.environ.get("RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _require(service: str, check) -> None:
+    try:
+        check()
+    except Exception as exc:
+        message = f"{service} is not reachable ({exc.__class__.__name__}: {exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI needs it running", pytrace=False)
+        pytest.skip(message)
+
+
+def _redis_ping() -> None:
+    import redis
+
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2).ping()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    import redis
+
+    _require("Redis", _redis_ping)
+    db = 11
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    client.flushdb()
+    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    client.flushdb()
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    _require("PostgreSQL", lambda: admin.connect().close())
+    name = f"rrr_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+class Processes:
+    """Starts service processes with a given environment and stops them all at the end."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.running: list[tuple[subprocess.Popen, Path]] = []
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*RRR, *args], env=self.env, cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = self.log_dir / f"{args[0]}-{len(self.running)}.log"
+        with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen([*RRR, *args], env=self.env, cwd=REPO,
+                                       stdout=out, stderr=subprocess.STDOUT)
+        self.running.append((process, log))
+        return process
+
+    def stop(self) -> None:
+        for process, _ in self.running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in self.running:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.running)
+
+
+@pytest.fixture()
+def processes(tmp_path, request) -> Iterator[Processes]:
+    procs = Processes({"RRR_VAR_DIR": str(tmp_path / "var")}, tmp_path)
+    yield procs
+    procs.stop()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print(procs.logs())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+class Client:
+    """A small HTTP client for the running service (what a user's script would do)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"service at {self.base} not ready after {timeout} s")
+
+    def submit(self, paths: list[Path], field: str = "file", **form) -> requests.Response:
+        files = [(field, (p.name, p.read_bytes())) for p in paths]
+        return requests.post(f"{self.base}/v1/jobs", files=files, data=form, timeout=60)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(f"{self.base}{path}", timeout=30, **kwargs)
+
+    def wait_job(self, job_id: str, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] not in ("queued", "running"):
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} not finished after {timeout} s: {job}")
+
+
+@pytest.fixture()
+def client_for():
+    return Client

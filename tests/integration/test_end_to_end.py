@@ -1,0 +1,99 @@
+"""The whole path with real processes: upload -> SQL job -> broker -> Celery worker -> poll."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.integration.conftest import Client, Processes, free_port
+
+pytestmark = pytest.mark.integration
+
+IMAGE_RESULT_KEYS = {"prediction", "probability_fake", "probability_real", "confidence",
+                     "threshold", "faces", "model", "timings_ms"}
+VIDEO_RESULT_KEYS = {"prediction", "probability_fake", "frames_total", "frames_analyzed",
+                     "frames_with_faces", "duration_s", "fps", "sample_fps",
+                     "suspicious_segments"}
+
+
+def _check_image_batch_video(api: Client, face_crops, video) -> None:
+    image = api.submit([face_crops["fake"][0]])
+    assert image.status_code == 202 and image.headers["Location"].startswith("/v1/jobs/")
+    batch = api.submit(face_crops["real"][:3] + face_crops["fake"][:2], field="files")
+    assert batch.status_code == 202
+    clip = api.submit([video], sample_fps="1")
+    assert clip.status_code == 202
+
+    job = api.wait_job(image.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert set(job["result"]) >= IMAGE_RESULT_KEYS
+    assert job["progress"] == {"done": 1, "total": 1}
+    assert job["started_at"] and job["finished_at"]
+
+    job = api.wait_job(batch.json()["id"])
+    assert job["status"] == "succeeded", job
+    summary = job["result"]["summary"]
+    assert summary["total"] == 5 and summary["processed"] + summary["failed"] == 5
+    assert [item["index"] for item in job["result"]["items"]] == list(range(5))
+
+    job = api.wait_job(clip.json()["id"])
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert set(result) >= VIDEO_RESULT_KEYS
+    assert result["frames_analyzed"] == 10 and result["frames_with_faces"] >= 8
+    page = api.get(f"/v1/jobs/{job['id']}/frames", params={"limit": 4}).json()
+    assert page["total"] == 10 and len(page["frames"]) == 4 and page["next_offset"] == 4
+    assert page["frames"][1]["timestamp_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_production_configuration_redis_postgres(
+    processes: Processes, redis_url, postgres_url, face_crops, video_paths
+):
+    processes.env.update(RRR_DATABASE_URL=postgres_url, RRR_BROKER_URL=redis_url)
+    upgrade = processes.run("db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    port = free_port()
+    processes.start("api", "--port", str(port))
+    processes.start("worker")
+    api = Client(f"http://127.0.0.1:{port}")
+    api.wait_ready()
+    video = next(p for p in video_paths if p.name == "abofeumbvv.mp4")
+    _check_image_batch_video(api, face_crops, video)
+
+    # a running video can be canceled; the worker then goes on to the next job
+    long_job = api.submit([video], sample_fps="10").json()
+    while api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "queued":
+        pass
+    assert requests.delete(f"{api.base}/v1/jobs/{long_job['id']}", timeout=10).status_code == 200
+    after = api.submit([face_crops["real"][4]]).json()
+    assert api.wait_job(after["id"])["status"] == "succeeded"
+    assert api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "canceled"
+
+    # the prototype's synchronous endpoints answer in its shapes
+    files = {"file": (face_crops["real"][5].name, face_crops["real"][5].read_bytes())}
+    sync = requests.post(f"{api.base}/predict", files=files, timeout=120)
+    assert sync.status_code == 200, sync.text
+    assert {"prediction", "confidence", "probability_fake", "probability_real"} <= set(sync.json())
+    many = [("files", (p.name, p.read_bytes())) for p in face_crops["fake"][3:5]]
+    many.append(("files", ("notes.jpg", b"plain text, not an image")))
+    sync = requests.post(f"{api.base}/predict/batch", files=many, timeout=120).json()
+    assert len(sync["results"]) == 2 and len(sync["errors"]) == 1
+    assert sync["summary"]["total"] == 3
+
+
+def test_embedded_configuration_one_command(processes: Processes, face_crops, video_paths):
+    port = free_port()
+    processes.start("up", "--port", str(port))
+    api = Client(f"http://127.0.0.1:{port}")
+    api.wait_ready()
+    video = next(p for p in video_paths if p.name == "brtujopkby.mp4")  # portrait
+    _check_image_batch_video(api, face_crops, video)
+
+    bad = api.submit([face_crops["real"][0]], field="wrong")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "missing_field"
+    files = {"file": (video.name, video.read_bytes())}
+    sync = requests.post(f"{api.base}/predict/video", files=files, timeout=180)
+    assert sync.status_code == 200, sync.text
+    body = sync.json()
+    assert body["frames_analyzed"] == 10 and len(body["frame_results"]) == 10
+    assert body["prediction"] in ("FAKE", "REAL")

@@ -1,0 +1,65 @@
+"""Media built on the fly for tests: odd and hostile inputs are generated, never committed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+def image_bytes(mode: str = "RGB", size: tuple[int, int] = (64, 48), fmt: str = "PNG",
+                **save: object) -> bytes:
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        array = rng.integers(0, 65535, size=(size[1], size[0]), dtype=np.uint16)
+        image = Image.fromarray(array)  # uint16 -> mode I;16
+    else:
+        array = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+        image = Image.fromarray(array).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares enormous dimensions (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(b"\x00" * 1024)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def write_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (160, 120),
+                face_from: Path | None = None) -> Path:
+    """An MPEG-4 video of noise, or of a face crop pasted in the middle of each frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened(), "OpenCV could not open an MPEG-4 writer"
+    rng = np.random.default_rng(1)
+    face = cv2.imread(str(face_from)) if face_from is not None else None
+    for _ in range(frames):
+        frame = rng.integers(0, 40, size=(size[1], size[0], 3), dtype=np.uint8)
+        if face is not None:
+            side = min(size) * 3 // 4
+            small = cv2.resize(face, (side, side))
+            y0, x0 = (size[1] - side) // 2, (size[0] - side) // 2
+            frame[y0 : y0 + side, x0 : x0 + side] = small
+        writer.write(frame)
+    writer.release()
+    return path
