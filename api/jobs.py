@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from api.schemas import (
     decode_cursor,
@@ -18,7 +18,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
 from shared.models import JobKind, JobStatus
-from shared.storage import get_storage
+from shared.storage import get_storage, heatmap_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
@@ -93,3 +93,27 @@ def frames(job_id: str):
                 "frames": [frame_json(row) for row in rows],
             }
         )
+
+
+@bp.get("/jobs/<job_id>/heatmap")
+def heatmap(job_id: str):
+    """The image with a Grad-CAM overlay on each face (computed by the worker with the verdict)."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+    if job.kind != JobKind.IMAGE:
+        raise NotFound("heatmaps exist only for single-image jobs", code="not_an_image_job")
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(
+            f"the job is {job.status}; its heatmap exists once it has succeeded",
+            code="job_not_finished",
+        )
+    storage = get_storage()
+    key = heatmap_key(job_id)
+    if not (job.result or {}).get("heatmap") or not storage.exists(key):
+        raise NotFound(
+            "this job has no heatmap: no face was found, or heatmaps were disabled "
+            "(RRR_HEATMAPS=0) when it ran",
+            code="no_heatmap",
+        )
+    with storage.local_path(key) as path:
+        return Response(path.read_bytes(), mimetype="image/png")

@@ -130,6 +130,17 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "frames"}, "404": _ERRORS["404"]},
             },
         },
+        "/v1/jobs/{job_id}/heatmap": {
+            "parameters": [_JOB_ID],
+            "get": {
+                "summary": "Image jobs: the image with a Grad-CAM overlay on every face",
+                "responses": {
+                    "200": {"description": "PNG", "content": {"image/png": {}}},
+                    "404": _ERRORS["404"],
+                    "409": _ERRORS["409"],
+                },
+            },
+        },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {

@@ -27,6 +27,8 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
     links = {"self": f"/v1/jobs/{job.id}"}
     if job.kind == JobKind.VIDEO:
         links["frames"] = f"/v1/jobs/{job.id}/frames"
+    if job.kind == JobKind.IMAGE and (job.result or {}).get("heatmap"):
+        links["heatmap"] = f"/v1/jobs/{job.id}/heatmap"
     return {
         "id": job.id,
         "kind": job.kind,

@@ -189,6 +189,31 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
         fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
 
 
+@cli.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("heatmap.png"), show_default=True, help="PNG to write.")
+def explain(image: Path, output: Path) -> None:
+    """Show where the model looked: write IMAGE with a Grad-CAM overlay on every face.
+
+    Uses the worker's own code path (same face detector, crops, model and threshold), so the
+    picture matches what GET /v1/jobs/<id>/heatmap serves for the same image.
+    """
+    from shared.errors import DetectionError
+    from worker.tasks import get_analyzer
+
+    require_weights()
+    try:
+        result, png = get_analyzer().analyze_image(image, explain=True)
+    except DetectionError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    if png is None:
+        fail("no face was found in the image, so there is nothing to explain")
+    output.write_bytes(png)
+    click.echo(json.dumps({k: result[k] for k in ("prediction", "probability_fake", "threshold")}))
+    click.echo(f"heatmap of {len(result['faces'])} face(s) written to {output}")
+
+
 def _register_training_commands() -> None:
     # Training needs the `train` extra; the service does not.
     try:

@@ -36,6 +36,7 @@ class Settings:
     face_padding: float
     inference_threads: int
     sync_timeout_s: float
+    heatmaps: bool
     host: str
     port: int
 
@@ -58,6 +59,7 @@ class Settings:
             face_padding=float(_env("RRR_FACE_PADDING", "0.15")),
             inference_threads=int(_env("RRR_INFERENCE_THREADS", "0")),
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
+            heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )

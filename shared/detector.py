@@ -66,6 +66,13 @@ class Detector:
                 out.append(probs.numpy().astype(np.float64))
         return np.concatenate(out)
 
+    def gradcam(self, crop: np.ndarray) -> np.ndarray:
+        """Grad-CAM map (H, W) in [0, 1] for one RGB face crop (see shared/explain.py)."""
+        from shared.explain import gradcam
+
+        with self._lock:
+            return gradcam(self.model, self.config, crop)
+
 
 _detector: Detector | None = None
 _detector_lock = threading.Lock()

@@ -84,10 +84,13 @@ def _suppress_overlaps(faces: list[Face], max_iou: float = 0.3) -> list[Face]:
     return sorted(kept, key=lambda f: (f.box[0], f.box[1]))
 
 
-def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int], padding: float) -> np.ndarray:
-    """Square crop centred on the box, enlarged by ``padding`` x face size on each side and
-    clipped to the frame (padding proportional to the face, so small and large faces match)."""
-    height, width = rgb.shape[:2]
+def crop_region(
+    shape: tuple[int, ...], box: tuple[int, int, int, int], padding: float
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a square centred on the box, enlarged by ``padding`` x face size on
+    each side and clipped to the frame (padding proportional to the face, so small and large
+    faces are framed alike)."""
+    height, width = shape[:2]
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * padding)
     cx, cy = x + w / 2.0, y + h / 2.0
@@ -95,4 +98,9 @@ def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int], padding: float) -
     y0 = int(round(max(0.0, cy - side / 2.0)))
     x1 = int(round(min(float(width), cx + side / 2.0)))
     y1 = int(round(min(float(height), cy + side / 2.0)))
+    return x0, y0, x1, y1
+
+
+def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int], padding: float) -> np.ndarray:
+    x0, y0, x1, y1 = crop_region(rgb.shape, box, padding)
     return np.ascontiguousarray(rgb[y0:y1, x0:x1])

@@ -75,3 +75,8 @@ class LocalStorage:
 
 def get_storage() -> LocalStorage:
     return LocalStorage(settings.storage_dir)
+
+
+def heatmap_key(job_id: str) -> str:
+    """Where an image job's Grad-CAM overlay is kept, beside its upload."""
+    return f"{job_id}/heatmap.png"

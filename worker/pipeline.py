@@ -16,7 +16,8 @@ import numpy as np
 
 from shared.detector import Detector
 from shared.errors import DetectionError
-from shared.faces import FaceDetector, crop_face
+from shared.explain import overlay, png_bytes
+from shared.faces import FaceDetector, crop_face, crop_region
 from shared.media import SampledFrame, decode_image, probe_video, sample_frames
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
@@ -80,7 +81,19 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------ images
 
-    def analyze_image(self, path: Path) -> dict[str, Any]:
+    def heatmap_png(self, rgb: np.ndarray, boxes: list[list[int]]) -> bytes | None:
+        """The image with a Grad-CAM overlay on every face; None when it has no face."""
+        maps = []
+        for box in boxes:
+            region = crop_region(rgb.shape, tuple(box), self.face_padding)
+            x0, y0, x1, y1 = region
+            maps.append((region, self.detector.gradcam(np.ascontiguousarray(rgb[y0:y1, x0:x1]))))
+        return png_bytes(overlay(rgb, maps)) if maps else None
+
+    def analyze_image(
+        self, path: Path, explain: bool = False
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """(result, Grad-CAM overlay PNG when ``explain`` and a face was found)."""
         t0 = time.perf_counter()
         rgb = decode_image(path, self.max_image_pixels)
         t1 = time.perf_counter()
@@ -94,7 +107,12 @@ class Analyzer:
             "infer": round(timings["infer"], 1),
             "total": round((time.perf_counter() - t0) * 1000, 1),
         }
-        return result
+        heatmap = None
+        if explain:
+            t2 = time.perf_counter()
+            heatmap = self.heatmap_png(rgb, [face["box"] for face in faces])
+            result["timings_ms"]["explain"] = round((time.perf_counter() - t2) * 1000, 1)
+        return result, heatmap
 
     def analyze_batch(
         self, items: list[tuple[str, Path | None, DetectionError | None]], progress: ProgressFn
@@ -107,7 +125,7 @@ class Analyzer:
                 if upload_error is not None:
                     raise upload_error
                 assert path is not None
-                entry.update(self.analyze_image(path))
+                entry.update(self.analyze_image(path)[0])
             except DetectionError as exc:
                 entry["error"] = {"code": exc.code, "message": exc.message}
             results.append(entry)

@@ -6,6 +6,7 @@ not appended.
 
 from __future__ import annotations
 
+import io
 import logging
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,7 +24,7 @@ from shared.errors import DetectionError, MediaError
 from shared.faces import FaceDetector
 from shared.models import JobStatus
 from shared.queue import TASK_NAME, celery_app
-from shared.storage import get_storage
+from shared.storage import get_storage, heatmap_key
 from worker.pipeline import Analyzer, Canceled
 
 log = logging.getLogger("rrr.worker")
@@ -135,7 +136,11 @@ def _analyze(
         ]
         if kind == "image":
             progress(0, 1)
-            return analyzer.analyze_image(paths[0]), None
+            result, heatmap = analyzer.analyze_image(paths[0], explain=settings.heatmaps)
+            if heatmap is not None:
+                storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
+            result["heatmap"] = heatmap is not None
+            return result, None
         if kind == "batch":
             items = [
                 (

@@ -170,13 +170,15 @@ def test_cancel_deletes_upload_and_is_not_repeatable(client, face_crops):
     _error(client.delete(f"/v1/jobs/{job['id']}"), 409, "job_not_cancelable")
 
 
-def test_frames_only_for_videos(client, face_crops, video_paths):
+def test_frames_only_for_videos_and_heatmaps_only_for_images(client, face_crops, video_paths):
     image = _upload(client, face_crops["real"][0].read_bytes()).get_json()
     _error(client.get(f"/v1/jobs/{image['id']}/frames"), 404, "not_a_video_job")
+    _error(client.get(f"/v1/jobs/{image['id']}/heatmap"), 409, "job_not_finished")
     video = _upload(client, video_paths[0].read_bytes(), name="v.mp4").get_json()
     page = client.get(f"/v1/jobs/{video['id']}/frames").get_json()
     assert page["total"] == 0 and page["frames"] == [] and page["status"] == "queued"
     _error(client.get(f"/v1/jobs/{video['id']}/frames?limit=5000"), 400, "invalid_field")
+    _error(client.get(f"/v1/jobs/{video['id']}/heatmap"), 404, "not_an_image_job")
 
 
 def test_idempotency_key(client, face_crops):

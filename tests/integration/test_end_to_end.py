@@ -29,6 +29,10 @@ def _check_image_batch_video(api: Client, face_crops, video) -> None:
     assert set(job["result"]) >= IMAGE_RESULT_KEYS
     assert job["progress"] == {"done": 1, "total": 1}
     assert job["started_at"] and job["finished_at"]
+    assert job["result"]["heatmap"] is True
+    heatmap = api.get(job["links"]["heatmap"])
+    assert heatmap.status_code == 200 and heatmap.headers["Content-Type"] == "image/png"
+    assert heatmap.content.startswith(b"\x89PNG")
 
     job = api.wait_job(batch.json()["id"])
     assert job["status"] == "succeeded", job

@@ -17,7 +17,7 @@ def analyzer():
 
 
 def test_image_result_has_every_field(analyzer, face_crops):
-    result = analyzer.analyze_image(face_crops["fake"][0])
+    result, heatmap = analyzer.analyze_image(face_crops["fake"][0], explain=True)
     assert result["prediction"] in ("FAKE", "REAL")
     assert 0.0 <= result["probability_fake"] <= 1.0
     assert result["probability_real"] == pytest.approx(1 - result["probability_fake"], abs=1e-5)
@@ -26,20 +26,22 @@ def test_image_result_has_every_field(analyzer, face_crops):
     # the image verdict follows the most suspicious face
     assert result["probability_fake"] == max(f["probability_fake"] for f in result["faces"])
     assert set(result["model"]) == {"name", "version", "sha256"}
-    assert set(result["timings_ms"]) >= {"decode", "detect", "infer", "total"}
+    assert set(result["timings_ms"]) >= {"decode", "detect", "infer", "total", "explain"}
+    assert heatmap is not None and heatmap.startswith(b"\x89PNG")
 
 
 def test_image_without_face_says_so(analyzer, tmp_path):
     path = tmp_path / "sky.png"
     Image.new("RGB", (320, 240), (120, 160, 220)).save(path)
-    result = analyzer.analyze_image(path)
+    result, heatmap = analyzer.analyze_image(path, explain=True)
     assert result["prediction"] == "NO_FACE"
     assert result["probability_fake"] is None and result["faces"] == []
+    assert heatmap is None
 
 
 def test_same_crop_same_score(analyzer, face_crops):
-    a = analyzer.analyze_image(face_crops["real"][0])
-    b = analyzer.analyze_image(face_crops["real"][0])
+    a, _ = analyzer.analyze_image(face_crops["real"][0])
+    b, _ = analyzer.analyze_image(face_crops["real"][0])
     assert a["probability_fake"] == b["probability_fake"]
 
 
