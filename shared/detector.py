@@ -28,11 +28,29 @@ class ModelInfo:
 
 
 class Detector:
-    """A loaded classifier. Thread-safe for ``score`` (one forward pass at a time)."""
+    """A classifier ready to score crops. Thread-safe (one forward pass at a time).
 
-    def __init__(self, weights_path: Path, threads: int = 0) -> None:
+    The worker builds it from the weights file (``from_checkpoint``); evaluation wraps the model
+    it is training, so both score through exactly the same code.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: ModelConfig,
+        sha256: str = "",
+        metadata: dict | None = None,
+    ) -> None:
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.config = config
+        self.metadata = metadata or {}
+        self.info = ModelInfo(name=config.name, version=config.version, sha256=sha256)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, weights_path: Path, threads: int = 0) -> Detector:
         try:
-            self.model, self.config, self.metadata = load_checkpoint(weights_path)
+            model, config, metadata = load_checkpoint(weights_path)
         except FileNotFoundError as exc:
             raise ModelUnavailable(str(exc), code="weights_missing") from exc
         except (RuntimeError, ValueError, OSError) as exc:
@@ -42,15 +60,7 @@ class Detector:
         if threads <= 0:
             threads = max(1, os.cpu_count() or 1)
         torch.set_num_threads(threads)
-        self.model = self.model.to(memory_format=torch.channels_last)
-        self.info = ModelInfo(
-            name=self.config.name, version=self.config.version, sha256=file_sha256(weights_path)
-        )
-        self._lock = threading.Lock()
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return self.config
+        return cls(model, config, sha256=file_sha256(weights_path), metadata=metadata)
 
     def score(self, crops: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 face crops -> float64 array of P(FAKE), in the same order."""
@@ -83,5 +93,5 @@ def get_detector(weights_path: Path, threads: int = 0) -> Detector:
     global _detector
     with _detector_lock:
         if _detector is None:
-            _detector = Detector(weights_path, threads)
+            _detector = Detector.from_checkpoint(weights_path, threads)
         return _detector
