@@ -155,13 +155,10 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
 
     try:
         publish_job(job.id, job.kind)
-    except Exception:
-        log.exception("job %s: could not publish", job.id)
+    except Exception as exc:
+        # The job is safely recorded; a worker's sweeper publishes it once the broker is back.
+        log.warning("job %s: broker unreachable (%s); left for the sweeper", job.id, exc)
         with session_scope() as session:
-            jobs.mark_failed(
-                session, job.id, "broker_unavailable", "the job queue was unreachable; resubmit"
-            )
-        storage.delete_job(job.id)
-        raise
+            jobs.mark_unpublished(session, job.id)
     log.info("job %s: queued (%s, %d file(s))", job.id, job.kind, len(inputs))
     return job, True

@@ -37,6 +37,10 @@ class Settings:
     inference_threads: int
     sync_timeout_s: float
     heatmaps: bool
+    stale_after_s: float
+    requeue_after_s: float
+    job_deadline_s: float
+    sweep_interval_s: float
     host: str
     port: int
 
@@ -60,6 +64,10 @@ class Settings:
             inference_threads=int(_env("RRR_INFERENCE_THREADS", "0")),
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
             heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),
+            stale_after_s=float(_env("RRR_STALE_AFTER_S", "300")),
+            requeue_after_s=float(_env("RRR_REQUEUE_AFTER_S", "600")),
+            job_deadline_s=float(_env("RRR_JOB_DEADLINE_S", "14400")),
+            sweep_interval_s=float(_env("RRR_SWEEP_INTERVAL_S", "30")),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )

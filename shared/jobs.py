@@ -3,12 +3,18 @@
 queued -> running -> succeeded | failed | canceled
 
 Every transition is one conditional UPDATE (``WHERE status IN (...)``), so a stale or duplicated
-task message can never move a terminal job back, and two workers can never both start a job.
+task message can never move a terminal job back. A worker claims a job by bumping its attempt
+counter and then writes only while that counter is still its own: if a job is reclaimed from a
+worker presumed dead, the old worker's late writes are refused and it stops.
+
+Running jobs heartbeat through ``updated_at`` (every progress report). ``sweep`` finds jobs whose
+message was lost (queued too long) or whose worker died (running without a heartbeat) and hands
+them back for publishing, and fails jobs past their deadline or their attempt limit.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -38,6 +44,7 @@ def create_job(
     job = Job(
         kind=kind.value,
         status=JobStatus.QUEUED.value,
+        published_at=utcnow(),  # publishing follows the commit; the sweeper covers a failure
         inputs=inputs,
         params=params,
         progress_total=progress_total,
@@ -98,33 +105,62 @@ def _transition(session: Session, job_id: str, allowed: tuple[str, ...], **value
     return result.rowcount == 1
 
 
-def mark_running(session: Session, job_id: str) -> bool:
-    """Claim a job for this worker: queued -> running, or re-claim a running job whose worker
-    died (its message was redelivered). Returns False if the job is terminal or gone."""
-    return _transition(
-        session,
-        job_id,
-        ACTIVE,
-        status=JobStatus.RUNNING.value,
-        started_at=utcnow(),
-        attempts=Job.attempts + 1,
-        progress_done=0,
+def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | None:
+    """Claim a job: queued -> running, or reclaim a running job whose worker has sent no
+    heartbeat for ``stale_after_s`` (it died). Returns this claim's attempt number, or None if
+    the job is terminal, gone, or alive in another worker."""
+    now = utcnow()
+    claimable = (Job.status == JobStatus.QUEUED.value) | (
+        (Job.status == JobStatus.RUNNING.value)
+        & (Job.updated_at < now - timedelta(seconds=stale_after_s))
     )
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable)
+        .values(
+            status=JobStatus.RUNNING.value,
+            started_at=now,
+            updated_at=now,
+            attempts=Job.attempts + 1,
+            progress_done=0,
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    return session.scalar(select(Job.attempts).where(Job.id == job_id))
 
 
-def set_progress(session: Session, job_id: str, done: int, total: int | None = None) -> bool:
-    """Record progress; returns False when the job is no longer running (e.g. canceled)."""
+def _owned(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
+    """A write by the worker holding claim ``attempt`` of a running job."""
+    values.setdefault("updated_at", utcnow())
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+            Job.attempts == attempt,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def set_progress(
+    session: Session, job_id: str, attempt: int, done: int, total: int | None = None
+) -> bool:
+    """Record progress (and heartbeat); False when the job is no longer this worker's to run
+    (canceled, finished, or reclaimed)."""
     values: dict[str, Any] = {"progress_done": done}
     if total is not None:
         values["progress_total"] = total
-    return _transition(session, job_id, (JobStatus.RUNNING.value,), **values)
+    return _owned(session, job_id, attempt, **values)
 
 
-def mark_succeeded(session: Session, job_id: str, result: dict[str, Any]) -> bool:
-    return _transition(
+def mark_succeeded(session: Session, job_id: str, attempt: int, result: dict[str, Any]) -> bool:
+    return _owned(
         session,
         job_id,
-        (JobStatus.RUNNING.value,),
+        attempt,
         status=JobStatus.SUCCEEDED.value,
         result=result,
         progress_done=Job.progress_total,
@@ -132,16 +168,19 @@ def mark_succeeded(session: Session, job_id: str, result: dict[str, Any]) -> boo
     )
 
 
-def mark_failed(session: Session, job_id: str, code: str, message: str) -> bool:
-    return _transition(
-        session,
-        job_id,
-        ACTIVE,
-        status=JobStatus.FAILED.value,
-        error_code=code,
-        error_message=message,
-        finished_at=utcnow(),
-    )
+def mark_failed(
+    session: Session, job_id: str, code: str, message: str, attempt: int | None = None
+) -> bool:
+    """Fail a job; with ``attempt``, only while that claim still holds it."""
+    values = {
+        "status": JobStatus.FAILED.value,
+        "error_code": code,
+        "error_message": message,
+        "finished_at": utcnow(),
+    }
+    if attempt is not None:
+        return _owned(session, job_id, attempt, **values)
+    return _transition(session, job_id, ACTIVE, **values)
 
 
 def mark_canceled(session: Session, job_id: str) -> bool:
@@ -178,3 +217,81 @@ def count_frames(session: Session, job_id: str) -> int:
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
     return {status: int(n) for status, n in rows}
+
+
+def mark_unpublished(session: Session, job_id: str) -> None:
+    """Publishing failed (broker down): leave the job queued for the sweeper to publish."""
+    session.execute(update(Job).where(Job.id == job_id).values(published_at=None))
+
+
+def mark_published(session: Session, job_id: str, not_since: datetime | None = None) -> bool:
+    """Record that a message for the job was (about to be) sent. With ``not_since``, only if no
+    message was sent after it, so that of several sweepers exactly one re-publishes a job."""
+    query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
+    if not_since is not None:
+        query = query.where((Job.published_at.is_(None)) | (Job.published_at < not_since))
+    return session.execute(query.values(published_at=utcnow())).rowcount == 1
+
+
+def sweep(
+    session: Session, *, stale_after_s: float, requeue_after_s: float, deadline_s: float
+) -> list[tuple[str, str]]:
+    """Recover jobs whose message or worker was lost; returns (id, kind) of jobs to publish.
+
+    - queued, never published or not re-published for ``requeue_after_s``: publish again
+      (a broker restart may have dropped the message; duplicates are harmless);
+    - running without a heartbeat for ``stale_after_s``: its worker died; publish again, or
+      fail it once it has used up ``MAX_ATTEMPTS``;
+    - running for longer than ``deadline_s``: fail it.
+    """
+    now = utcnow()
+    overdue = list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobStatus.RUNNING.value,
+                Job.started_at < now - timedelta(seconds=deadline_s),
+            )
+        )
+    )
+    for job_id in overdue:
+        mark_failed(
+            session,
+            job_id,
+            "deadline_exceeded",
+            f"the job ran for more than {deadline_s:g} s and was stopped",
+        )
+    stale = now - timedelta(seconds=stale_after_s)
+    dead = session.execute(
+        select(Job.id, Job.attempts).where(
+            Job.status == JobStatus.RUNNING.value, Job.updated_at < stale
+        )
+    ).all()
+    for job_id, attempts in dead:
+        if attempts >= MAX_ATTEMPTS:
+            mark_failed(
+                session,
+                job_id,
+                "too_many_attempts",
+                f"the worker stopped responding on each of {attempts} attempts; "
+                "the job will not be retried",
+            )
+    requeue_before = now - timedelta(seconds=requeue_after_s)
+    candidates = session.execute(
+        select(Job.id, Job.kind, Job.status).where(
+            (
+                (Job.status == JobStatus.QUEUED.value)
+                & (Job.published_at.is_(None) | (Job.published_at < requeue_before))
+            )
+            | (
+                (Job.status == JobStatus.RUNNING.value)
+                & (Job.updated_at < stale)
+                & (Job.published_at.is_(None) | (Job.published_at < stale))
+            )
+        )
+    ).all()
+    chosen = []
+    for job_id, kind, status in candidates:
+        not_since = requeue_before if status == JobStatus.QUEUED.value else stale
+        if mark_published(session, job_id, not_since=not_since):
+            chosen.append((job_id, kind))
+    return chosen

@@ -26,6 +26,7 @@ from shared.models import JobStatus
 from shared.queue import TASK_NAME, celery_app
 from shared.storage import get_storage, heatmap_key
 from worker.pipeline import Analyzer, Canceled
+from worker.sweeper import start_sweeper
 
 log = logging.getLogger("rrr.worker")
 _face_detector: FaceDetector | None = None
@@ -51,11 +52,12 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
 
 
 @worker_ready.connect
-def _load_model_at_start(**_: Any) -> None:
+def _on_worker_ready(**_: Any) -> None:
     analyzer = get_analyzer()
     # one throw-away forward pass: the first one pays for memory allocation and kernel choice
     analyzer.detector.score([np.zeros((64, 64, 3), dtype=np.uint8)])
     log.info("model loaded from %s", settings.weights_path)
+    start_sweeper()
 
 
 @celery_app.task(
@@ -69,10 +71,10 @@ def process_job(job_id: str) -> None:
     run_job(job_id)
 
 
-def _progress(job_id: str):
+def _progress(job_id: str, attempt: int):
     def report(done: int, total: int) -> bool:
         with session_scope() as session:
-            return jobs.set_progress(session, job_id, done, total)
+            return jobs.set_progress(session, job_id, attempt, done, total)
 
     return report
 
@@ -92,23 +94,25 @@ def run_job(job_id: str) -> None:
                 "(a worker died on it each time); it will not be retried",
             )
             return
-        if not jobs.mark_running(session, job_id):
-            return
+        attempt = jobs.mark_running(session, job_id, settings.stale_after_s)
+        if attempt is None:
+            return  # finished, canceled, or alive in another worker
         kind, inputs, params = job.kind, list(job.inputs), dict(job.params)
 
-    log.info("job %s: running (%s)", job_id, kind)
+    log.info("job %s: running (%s, attempt %d)", job_id, kind, attempt)
     try:
-        result, frames = _analyze(kind, inputs, params, job_id)
+        result, frames = _analyze(kind, inputs, params, job_id, attempt)
         with session_scope() as session:
             if frames is not None:
                 jobs.replace_frames(session, job_id, frames)
-            jobs.mark_succeeded(session, job_id, result)
+            if not jobs.mark_succeeded(session, job_id, attempt, result):
+                raise Canceled()  # rolls back the frames written above
         log.info("job %s: succeeded", job_id)
     except Canceled:
-        log.info("job %s: stopped (no longer running)", job_id)
+        log.info("job %s: stopped (canceled or taken over)", job_id)
     except DetectionError as exc:
         with session_scope() as session:
-            jobs.mark_failed(session, job_id, exc.code, exc.message)
+            jobs.mark_failed(session, job_id, exc.code, exc.message, attempt)
         log.info("job %s: failed: %s", job_id, exc.code)
     except OperationalError:
         raise  # database trouble: let Celery retry the task
@@ -120,22 +124,24 @@ def run_job(job_id: str) -> None:
                 job_id,
                 "internal_error",
                 "the worker hit an unexpected error analysing this upload; it has been logged",
+                attempt,
             )
 
 
 def _analyze(
-    kind: str, inputs: list[dict[str, Any]], params: dict[str, Any], job_id: str
+    kind: str, inputs: list[dict[str, Any]], params: dict[str, Any], job_id: str, attempt: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
-    progress = _progress(job_id)
+    progress = _progress(job_id, attempt)
     with ExitStack() as stack:
         paths: list[Path | None] = [
             stack.enter_context(storage.local_path(item["key"])) if item.get("key") else None
             for item in inputs
         ]
         if kind == "image":
-            progress(0, 1)
+            if not progress(0, 1):
+                raise Canceled()
             result, heatmap = analyzer.analyze_image(paths[0], explain=settings.heatmaps)
             if heatmap is not None:
                 storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))

@@ -1,94 +1,302 @@
+// The page's controller: picking/dropping files, uploading, polling a job, showing its result,
+// the history list and the settings field. Result views live in render.js and timeline.js.
 "use strict";
-const $ = (id) => document.getElementById(id);
-let current = null;
 
-function describe(result) {
-  if (!result) return "";
-  if (result.prediction === "NO_FACE") return "No face was found.";
-  const pct = Math.round(result.probability_fake * 100);
-  const thr = Math.round(result.threshold * 100);
-  return `${result.prediction}: ${pct}% likely manipulated; we flag above ${thr}%`;
+import { api, ApiError, getApiKey, sentence, setApiKey, uploadJob } from "./api.js";
+import { el, pct, renderBatch, renderImage, verdictText } from "./render.js";
+import { renderVideo } from "./timeline.js";
+
+const $ = (id) => document.getElementById(id);
+const ACTIVE = ["queued", "running"];
+const POLL_MS = 700;
+
+// Files this page uploaded, by job id: the API does not serve originals back, the browser has them.
+const localFiles = new Map();
+let current = null; // {jobId} of the job on screen, or {upload} while uploading
+
+// ------------------------------------------------------------------------- status & errors
+
+function setStatus(text, done = 0, total = 0) {
+  $("activity").hidden = false;
+  if ($("status").textContent !== text) $("status").textContent = text; // no repeat announcements
+  const bar = $("progress");
+  if (total > 0) {
+    bar.max = total;
+    bar.value = done;
+  } else {
+    bar.removeAttribute("value"); // indeterminate
+  }
 }
 
-function errorText(body, status) {
-  if (body && body.error) return body.error.message;
-  return `request failed (${status})`;
+function showError(err) {
+  const box = $("error");
+  const headline = err instanceof ApiError ? err.message : "Something went wrong in this page.";
+  const detail = err instanceof ApiError ? err.detail : sentence(err && err.message);
+  box.replaceChildren(el("strong", { text: headline }), detail ? el("span", { text: ` ${detail}` }) : null);
+  box.hidden = false;
+}
+
+function clearMessages() {
+  $("error").hidden = true;
+  $("error").replaceChildren();
+}
+
+// ------------------------------------------------------------------------- submitting
+
+function isVideo(file) {
+  return file.type.startsWith("video/") || /\.(mp4|mov|mkv|webm|avi|m4v|mpe?g)$/i.test(file.name);
+}
+
+async function submitFiles(fileList) {
+  const files = [...fileList];
+  if (!files.length) return;
+  clearMessages();
+  if (files.length > 1 && files.some(isVideo)) {
+    showError(new ApiError(400, "video_in_batch", "Submit a video on its own.",
+      "Several files make a batch of images; pick one video at a time."));
+    return;
+  }
+  const form = new FormData();
+  if (files.length === 1) {
+    form.append("file", files[0]);
+    if (isVideo(files[0]) && $("sample-fps").value) form.append("sample_fps", $("sample-fps").value);
+  } else {
+    for (const f of files) form.append("files", f);
+  }
+  stopPolling();
+  $("result").hidden = true;
+  const what = files.length === 1 ? files[0].name : `${files.length} images`;
+  const upload = uploadJob(form, (loaded, total) =>
+    setStatus(`Uploading ${what}: ${Math.floor((100 * loaded) / total)}%`, loaded, total));
+  current = { upload };
+  setStatus(`Uploading ${what}…`);
+  $("cancel").hidden = false;
+  try {
+    const job = await upload.done;
+    localFiles.set(job.id, files);
+    history.pushState({ jobId: job.id }, "", `/jobs/${job.id}`);
+    openJob(job.id);
+    refreshHistory();
+  } catch (err) {
+    current = null;
+    $("cancel").hidden = true;
+    $("activity").hidden = true;
+    showError(err);
+  } finally {
+    $("media").value = ""; // picking the same file again should submit again
+  }
+}
+
+// ------------------------------------------------------------------------- one job
+
+function stopPolling() {
+  current = null;
+}
+
+function progressText(job) {
+  const { done, total } = job.progress;
+  if (job.status === "queued") return "Waiting in the queue…";
+  if (job.kind === "batch") return `Analysing images: ${done} of ${total} done`;
+  if (job.kind === "video") return total ? `Analysing video: ${done} of about ${total} frames done` : "Reading the video…";
+  return "Analysing the image…";
+}
+
+async function openJob(jobId) {
+  clearMessages();
+  const mine = { jobId };
+  current = mine;
+  $("result").hidden = true;
+  $("cancel").hidden = true;
+  setStatus("Loading the job…");
+  for (;;) {
+    let job;
+    try {
+      job = await api(`/v1/jobs/${jobId}`);
+    } catch (err) {
+      if (current !== mine) return;
+      $("activity").hidden = true;
+      showError(err);
+      return;
+    }
+    if (current !== mine) return; // the user moved on to another job
+    if (ACTIVE.includes(job.status)) {
+      setStatus(progressText(job), job.progress.done, job.progress.total);
+      $("cancel").hidden = false;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      if (current !== mine) return;
+      continue;
+    }
+    $("cancel").hidden = true;
+    current = null;
+    finish(job);
+    return;
+  }
+}
+
+async function finish(job) {
+  const total = Math.max(job.progress.total, 1);
+  if (job.status === "canceled") setStatus("Canceled.", job.progress.done, total);
+  if (job.status === "failed") {
+    setStatus("The analysis failed.", job.progress.done, total);
+    const message = job.error ? sentence(job.error.message) : "";
+    showError(new ApiError(0, job.error ? job.error.code : "failed", "The analysis failed.", message));
+  }
+  refreshHistory();
+  if (job.status !== "succeeded") return;
+  if (!job.result) {
+    setStatus("Finished.", total, total);
+    return;
+  }
+  // renderResult writes the verdict line at once (a video's frames load after), so the one
+  // status announcement can carry the verdict.
+  const rendering = renderResult(job);
+  setStatus(`Finished. ${$("verdict").textContent}.`, total, total);
+  if (localFiles.has(job.id)) $("result").scrollIntoView({ block: "nearest" });
+  try {
+    await rendering;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function renderResult(job) {
+  const r = job.result;
+  const body = $("result-body");
+  body.replaceChildren();
+  const verdict = $("verdict");
+  let words;
+  if (job.kind === "batch") {
+    const s = r.summary;
+    words = {
+      verdict: `${s.fake} of ${s.total} image${s.total === 1 ? "" : "s"} likely manipulated`,
+      explanation: `Each image is judged by its most suspicious face; we flag ${pct(r.threshold)} and above.`,
+    };
+    verdict.className = `verdict ${s.fake ? "FAKE" : "REAL"}`;
+  } else {
+    words = verdictText(r);
+    verdict.className = `verdict ${r.prediction}`;
+  }
+  verdict.textContent = words.verdict;
+  $("explanation").textContent = words.explanation;
+  $("result").hidden = false;
+  const files = localFiles.get(job.id);
+  if (job.kind === "image") renderImage(job, files && files[0], body);
+  else if (job.kind === "batch") renderBatch(job, files, body);
+  else if (job.kind === "video") await renderVideo(job, body);
+}
+
+$("cancel").addEventListener("click", async () => {
+  const now = current;
+  if (!now) return;
+  if (now.upload) {
+    now.upload.abort();
+    return;
+  }
+  $("cancel").disabled = true;
+  try {
+    await api(`/v1/jobs/${now.jobId}`, { method: "DELETE" });
+    setStatus("Canceling…");
+  } catch (err) {
+    showError(err); // e.g. 409: it finished in the meantime; the next poll shows the result
+  } finally {
+    $("cancel").disabled = false;
+  }
+});
+
+// ------------------------------------------------------------------------- history
+
+function when(iso) {
+  // The API's timestamps are UTC; older rows may lack the offset.
+  const d = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+function historyLabel(job) {
+  const names = (job.inputs || []).map((i) => i.filename).filter(Boolean);
+  const name = names.length > 1 ? `${names[0]} and ${names.length - 1} more` : names[0] || job.kind;
+  let outcome = job.status;
+  const r = job.result;
+  if (job.status === "succeeded" && r) {
+    if (r.summary) outcome = `${r.summary.fake} of ${r.summary.total} likely manipulated`;
+    else if (r.prediction === "NO_FACE") outcome = "no face found";
+    else if (r.prediction) outcome = `${r.prediction}, ${pct(r.probability_fake, r.threshold)}`;
+  }
+  return { name, outcome };
 }
 
 async function refreshHistory() {
-  const res = await fetch("/v1/jobs?limit=10");
-  if (!res.ok) return;
-  const body = await res.json();
-  $("history").replaceChildren(...body.jobs.map((job) => {
-    const li = document.createElement("li");
-    const a = document.createElement("a");
-    a.href = `/jobs/${job.id}`;
-    a.textContent = `${job.created_at.slice(0, 19)} ${job.kind} ${job.status} ${job.result ? job.result.prediction || "" : ""}`;
-    li.append(a);
-    return li;
+  let page;
+  try {
+    page = await api("/v1/jobs?limit=20");
+  } catch {
+    return; // the list is a convenience; errors are shown for the user's own actions
+  }
+  $("history").replaceChildren(...page.jobs.map((job) => {
+    const { name, outcome } = historyLabel(job);
+    return el("li", { "data-job": job.id },
+      el("a", { href: `/jobs/${job.id}`, "data-job": job.id }, el("span", { class: "name", text: name })),
+      el("span", { class: `kind ${job.kind}`, text: job.kind }),
+      el("span", { class: "outcome", text: outcome }),
+      el("time", { datetime: job.created_at, text: when(job.created_at) }));
   }));
+  $("history-empty").hidden = page.jobs.length > 0;
 }
 
-function render(job) {
-  $("job").hidden = false;
-  $("status").textContent = `Job ${job.id}: ${job.status}`;
-  $("progress").max = Math.max(job.progress.total, 1);
-  $("progress").value = job.progress.done;
-  $("cancel").hidden = !["queued", "running"].includes(job.status);
-  const verdict = $("verdict");
-  verdict.className = "";
-  verdict.textContent = "";
-  const details = [];
-  if (job.status === "failed") verdict.textContent = `Failed: ${job.error.message}`;
-  const r = job.result;
-  if (r && job.kind !== "batch") {
-    verdict.textContent = describe(r);
-    verdict.className = r.prediction;
-    (r.faces || []).forEach((f, i) => details.push(`Face ${i + 1} at ${f.box.join(", ")}: ${Math.round(f.probability_fake * 100)}% fake`));
-    if (job.kind === "video") {
-      details.push(`${r.frames_analyzed} frames analysed, ${r.frames_with_faces} with faces, ${r.duration_s} s`);
-      (r.suspicious_segments || []).forEach((s) => details.push(`Suspicious ${s.start_s}-${s.end_s} s (${Math.round(s.mean_probability_fake * 100)}%)`));
-    }
-  }
-  if (r && job.kind === "batch") {
-    const s = r.summary;
-    verdict.textContent = `${s.fake} fake, ${s.real} real, ${s.no_face} without a face, ${s.failed} failed`;
-    r.items.forEach((it) => details.push(`${it.filename}: ${it.error ? it.error.message : describe(it)}`));
-  }
-  $("details").replaceChildren(...details.map((t) => { const li = document.createElement("li"); li.textContent = t; return li; }));
-}
-
-async function poll(id) {
-  current = id;
-  while (current === id) {
-    const res = await fetch(`/v1/jobs/${id}`);
-    const body = await res.json();
-    if (!res.ok) { $("message").textContent = errorText(body, res.status); return; }
-    render(body);
-    if (!["queued", "running"].includes(body.status)) { refreshHistory(); return; }
-    await new Promise((r) => setTimeout(r, 700));
-  }
-}
-
-$("upload").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const files = $("media").files;
-  const form = new FormData();
-  if (files.length === 1) form.append("file", files[0]);
-  else for (const f of files) form.append("files", f);
-  $("message").textContent = "Uploading…";
-  const res = await fetch("/v1/jobs", { method: "POST", body: form });
-  const body = await res.json();
-  if (!res.ok) { $("message").textContent = errorText(body, res.status); return; }
-  $("message").textContent = "";
-  history.pushState(null, "", `/jobs/${body.id}`);
-  poll(body.id);
+// Opening a job from the list keeps this page (and the local files for thumbnails).
+$("history").addEventListener("click", (e) => {
+  const link = e.target.closest("a[data-job]");
+  if (!link || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+  e.preventDefault();
+  history.pushState({ jobId: link.dataset.job }, "", link.getAttribute("href"));
+  openJob(link.dataset.job);
+  $("result-title").scrollIntoView({ block: "start" });
 });
 
-$("cancel").addEventListener("click", async () => {
-  if (current) await fetch(`/v1/jobs/${current}`, { method: "DELETE" });
+// ------------------------------------------------------------------------- picking & dropping
+
+$("media").addEventListener("change", () => submitFiles($("media").files));
+
+const zone = $("dropzone");
+for (const type of ["dragenter", "dragover"]) {
+  zone.addEventListener(type, (e) => {
+    e.preventDefault();
+    zone.classList.add("dragging");
+  });
+}
+for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragging"));
+zone.addEventListener("drop", (e) => {
+  e.preventDefault();
+  submitFiles(e.dataTransfer.files);
+});
+// A file dropped next to the zone would otherwise replace the page with the file.
+window.addEventListener("dragover", (e) => e.preventDefault());
+window.addEventListener("drop", (e) => e.preventDefault());
+
+// ------------------------------------------------------------------------- settings
+
+$("api-key").value = getApiKey();
+$("settings-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const key = $("api-key").value.trim();
+  setApiKey(key);
+  $("settings-status").textContent = key ? "Saved. The key is sent with every request." : "Cleared. No key is sent.";
+  refreshHistory();
 });
 
-const match = location.pathname.match(/^\/jobs\/([0-9a-f]{32})$/);
-if (match) poll(match[1]);
+// ------------------------------------------------------------------------- routing
+
+function route() {
+  const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
+  if (match) {
+    openJob(decodeURIComponent(match[1]));
+  } else {
+    stopPolling();
+    $("activity").hidden = true;
+    $("result").hidden = true;
+    clearMessages();
+  }
+}
+
+window.addEventListener("popstate", route);
+route();
 refreshHistory();

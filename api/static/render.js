@@ -1,0 +1,193 @@
+// Result views for image and batch jobs, plus the small DOM and wording helpers the views share.
+"use strict";
+
+import { api } from "./api.js";
+
+// el("p", {class: "x", text: "hi"}, child, ...): small helper so no HTML strings are ever built
+// from API data (file names come from users).
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name === "class") node.className = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+// 0.823 -> "82%". One decimal near the ends, so 0.996 does not read as a certain "100%"; and,
+// given the threshold, as many digits as it takes not to print a score as equal to it
+// (0.4996 as "50%" next to "we flag 50% and above" would contradict a REAL verdict).
+export function pct(p, threshold) {
+  const v = p * 100;
+  let digits = (v > 99 && v < 100) || (v > 0 && v < 1) ? 1 : 0;
+  if (typeof threshold === "number" && p !== threshold) {
+    while (digits < 3 && v.toFixed(digits) === (threshold * 100).toFixed(digits)) digits += 1;
+  }
+  return `${v.toFixed(digits)}%`;
+}
+
+const VERDICT_WORDS = {
+  FAKE: "Likely manipulated",
+  REAL: "Likely real",
+  NO_FACE: "No face found",
+};
+
+// The verdict line ("Likely manipulated (FAKE)") and a plain-words explanation of it.
+export function verdictText(result) {
+  const words = VERDICT_WORDS[result.prediction] || result.prediction;
+  if (result.prediction === "NO_FACE") {
+    return { verdict: words, explanation: "We could not find a face, so there is nothing to judge." };
+  }
+  const explanation =
+    `${pct(result.probability_fake, result.threshold)} likely manipulated; we flag ${pct(result.threshold)} and above. ` +
+    `Confidence in this verdict: ${pct(result.confidence)}.`;
+  return { verdict: `${words} (${result.prediction})`, explanation };
+}
+
+export function faceSentence(face, i, threshold) {
+  const [x, y, w, h] = face.box;
+  return `Face ${i + 1} (at ${x}, ${y}; ${w}×${h} px): ` +
+    `${pct(face.probability_fake, threshold)} likely manipulated, ${face.prediction}`;
+}
+
+// ---------------------------------------------------------------------------------- image
+
+// Face boxes are positioned in percent of the image's own size, so they follow the displayed
+// size (phone or desktop) without any resize handling.
+function faceBoxes(faces, width, height, threshold) {
+  return faces.map((face, i) => {
+    const [x, y, w, h] = face.box;
+    const box = el("div", { class: `face-box ${face.prediction}`, "data-face": i, "aria-hidden": "true" },
+      el("span", { class: "face-label", text: `${i + 1}: ${pct(face.probability_fake, threshold)}` }));
+    box.style.left = `${(100 * x) / width}%`;
+    box.style.top = `${(100 * y) / height}%`;
+    box.style.width = `${(100 * w) / width}%`;
+    box.style.height = `${(100 * h) / height}%`;
+    // A face touching the top edge would push its label off the image: keep it inside then.
+    if (y < 0.08 * height) box.classList.add("label-inside");
+    return box;
+  });
+}
+
+async function heatmapUrl(jobId) {
+  // Through the API helper (not a bare <img src>) so an API key is sent when one is set.
+  return URL.createObjectURL(await api(`/v1/jobs/${jobId}/heatmap`, { as: "blob" }));
+}
+
+export function renderImage(job, localFile, body) {
+  const r = job.result;
+  const stage = el("div", { class: "stage" });
+  const base = el("img", { class: "base", alt: "" });
+  const heat = el("img", { class: "heat", alt: "Grad-CAM heatmap over the faces", hidden: true });
+  stage.append(base, heat);
+  const note = el("p", { class: "hint" });
+  const figure = el("figure", { class: "image-result" }, stage, el("figcaption", {}, note));
+  body.append(figure);
+
+  base.addEventListener("load", () => {
+    stage.append(...faceBoxes(r.faces || [], r.width || base.naturalWidth, r.height || base.naturalHeight,
+      r.threshold));
+  }, { once: true });
+
+  if (localFile) {
+    base.src = URL.createObjectURL(localFile);
+    base.alt = `The uploaded image, ${localFile.name}, with each face outlined`;
+    note.textContent = "Boxes: red = flagged as manipulated, green = looks real.";
+  } else if (r.heatmap) {
+    // Reopened by URL: the service does not serve the original, but the heatmap is the full image.
+    heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {
+      note.textContent = "The image is not available.";
+    });
+    base.alt = "The analysed image with a Grad-CAM heatmap over each face";
+    note.textContent = "The service keeps only the heatmap version of the image (warm colours: where the model looked).";
+  } else {
+    figure.hidden = true;
+  }
+
+  if (localFile && r.heatmap) {
+    const toggle = el("input", { type: "checkbox", id: "heatmap-toggle" });
+    const label = el("label", { for: "heatmap-toggle", class: "toggle" }, toggle,
+      " Show the Grad-CAM heatmap (where the model looked)");
+    figure.after(label);
+    toggle.addEventListener("change", async () => {
+      if (toggle.checked && !heat.src) {
+        try {
+          heat.src = await heatmapUrl(job.id);
+        } catch (err) {
+          toggle.checked = false;
+          note.textContent = `Heatmap unavailable: ${err.message}`;
+          return;
+        }
+      }
+      heat.hidden = !toggle.checked;
+    });
+  }
+
+  if ((r.faces || []).length) {
+    body.append(el("h3", { text: "Faces" }),
+      el("ul", { class: "faces" }, ...r.faces.map((f, i) =>
+        el("li", { class: f.prediction, text: faceSentence(f, i, r.threshold) }))));
+  }
+}
+
+// ---------------------------------------------------------------------------------- batch
+
+const COUNTS = [
+  ["fake", "fake", "FAKE"],
+  ["real", "real", "REAL"],
+  ["no_face", "no face", "NO_FACE"],
+  ["failed", "failed", "failed"],
+];
+
+function batchCard(item, file, threshold) {
+  const thumb = file
+    ? el("img", { class: "thumb", src: URL.createObjectURL(file), alt: "" })
+    : el("div", { class: "thumb filecard", "aria-hidden": "true", text: item.filename || `#${item.index + 1}` });
+  let verdict;
+  if (item.error) {
+    verdict = el("p", { class: "badge failed", text: `Failed: ${item.error.message}` });
+  } else if (item.prediction === "NO_FACE") {
+    verdict = el("p", { class: "badge NO_FACE", text: "No face found" });
+  } else {
+    verdict = el("p", { class: `badge ${item.prediction}`,
+      text: `${item.prediction}: ${pct(item.probability_fake, threshold)} likely manipulated` });
+  }
+  return el("li", { class: "card", "data-index": item.index },
+    thumb, el("p", { class: "filename", text: item.filename || `file ${item.index + 1}` }), verdict);
+}
+
+export function renderBatch(job, localFiles, body) {
+  const r = job.result;
+  const counts = el("ul", { class: "counts", "aria-label": "Counts" }, ...COUNTS.map(([key, words, cls]) =>
+    el("li", { class: `count ${cls}`, "data-count": key },
+      el("span", { class: "number", text: String(r.summary[key]) }), ` ${words}`)));
+
+  const sort = el("select", { id: "batch-sort" },
+    el("option", { value: "index", text: "Upload order" }),
+    el("option", { value: "desc", text: "Most likely manipulated first" }),
+    el("option", { value: "asc", text: "Least likely manipulated first" }));
+  const grid = el("ul", { class: "grid", "aria-label": "Images" });
+
+  // Items without a probability (no face, failed) always sort last.
+  const key = (item) => (typeof item.probability_fake === "number" ? item.probability_fake : null);
+  const draw = () => {
+    const items = [...r.items];
+    if (sort.value !== "index") {
+      const sign = sort.value === "desc" ? -1 : 1;
+      items.sort((a, b) => {
+        const ka = key(a), kb = key(b);
+        if (ka === null || kb === null) return (ka === null) - (kb === null);
+        return sign * (ka - kb);
+      });
+    }
+    grid.replaceChildren(...items.map((item) => batchCard(item, localFiles && localFiles[item.index], r.threshold)));
+  };
+  sort.addEventListener("change", draw);
+  draw();
+  body.append(counts,
+    el("div", { class: "row" }, el("label", { for: "batch-sort", class: "inline", text: "Sort by" }), sort),
+    grid);
+}

@@ -1,0 +1,166 @@
+// Video result: an inline SVG timeline of each sampled frame's P(fake), drawn here without a
+// charting library, with the threshold line, suspicious segments shaded, and a per-frame view.
+"use strict";
+
+import { api } from "./api.js";
+import { el, faceSentence, pct } from "./render.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const W = 640, H = 240;
+const M = { left: 44, right: 12, top: 12, bottom: 36 }; // room for axis labels
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// All per-frame rows; long videos have thousands, so follow next_offset page by page.
+export async function fetchFrames(jobId) {
+  const frames = [];
+  let offset = 0;
+  while (offset !== null && offset !== undefined) {
+    const page = await api(`/v1/jobs/${jobId}/frames?offset=${offset}&limit=1000`);
+    frames.push(...page.frames);
+    offset = page.next_offset;
+  }
+  return frames;
+}
+
+// About six round-numbered time ticks, whatever the length.
+function timeTicks(end) {
+  const raw = end / 6;
+  const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600].find((s) => s >= raw) || 3600;
+  const ticks = [];
+  for (let t = 0; t <= end + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}
+
+function clock(seconds) {
+  if (seconds < 60) return `${+seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+  return `${m}:${String(s).padStart(2, "0")}`;
+}
+
+function chart(result, frames) {
+  const last = frames.length ? frames[frames.length - 1].timestamp_s : 0;
+  const end = Math.max(result.duration_s || 0, last, 0.001);
+  const x = (t) => M.left + ((W - M.left - M.right) * t) / end;
+  const y = (p) => M.top + (H - M.top - M.bottom) * (1 - p);
+
+  const root = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`, class: "timeline", role: "group",
+    "aria-label": "Probability of manipulation for each analysed frame over time",
+  });
+  root.append(svg("title", {}, "Probability of manipulation over time"));
+
+  for (const seg of result.suspicious_segments || []) {
+    const rect = svg("rect", { class: "segment", x: x(seg.start_s), y: M.top,
+      width: Math.max(x(Math.min(seg.end_s, end)) - x(seg.start_s), 2), height: H - M.top - M.bottom });
+    rect.append(svg("title", {}, `Suspicious ${clock(seg.start_s)} to ${clock(seg.end_s)}: ` +
+      `${pct(seg.mean_probability_fake)} on average`));
+    root.append(rect);
+  }
+
+  for (const p of [0, 0.5, 1]) {
+    root.append(svg("line", { class: "grid", x1: M.left, x2: W - M.right, y1: y(p), y2: y(p) }),
+      svg("text", { class: "tick", x: M.left - 6, y: y(p) + 4, "text-anchor": "end" }, `${p * 100}%`));
+  }
+  for (const t of timeTicks(end)) {
+    root.append(svg("text", { class: "tick", x: x(t), y: H - M.bottom + 16, "text-anchor": "middle" }, clock(t)));
+  }
+  root.append(svg("text", { class: "axis", x: (W + M.left) / 2, y: H - 4, "text-anchor": "middle" }, "time"));
+
+  const thr = svg("line", { class: "threshold", x1: M.left, x2: W - M.right, y1: y(result.threshold), y2: y(result.threshold) });
+  thr.append(svg("title", {}, `Threshold: frames at ${pct(result.threshold)} or above are flagged`));
+  root.append(thr, svg("text", { class: "threshold-label", x: W - M.right - 4, y: y(result.threshold) - 5,
+    "text-anchor": "end" }, `flag at ${pct(result.threshold)}`));
+
+  // The line breaks at frames without a face: there is no score to connect through.
+  let d = "", pen = false;
+  for (const f of frames) {
+    if (f.probability_fake === null) { pen = false; continue; }
+    d += `${pen ? "L" : "M"}${x(f.timestamp_s).toFixed(1)},${y(f.probability_fake).toFixed(1)}`;
+    pen = true;
+  }
+  root.append(svg("path", { class: "line", d }));
+
+  // One focusable point per analysed frame; frames without a face sit on the baseline, hollow.
+  const r = frames.length > 400 ? 2.5 : 4.5;
+  frames.forEach((f, i) => {
+    const face = f.probability_fake !== null;
+    const label = face
+      ? `Frame at ${clock(f.timestamp_s)}: ${pct(f.probability_fake, result.threshold)} likely manipulated`
+      : `Frame at ${clock(f.timestamp_s)}: no face`;
+    const point = svg("circle", {
+      class: `point ${face ? (f.probability_fake >= result.threshold ? "FAKE" : "REAL") : "none"}`,
+      cx: x(f.timestamp_s).toFixed(1), cy: y(face ? f.probability_fake : 0).toFixed(1), r,
+      tabindex: 0, role: "button", "aria-label": label, "data-frame": i,
+    });
+    point.append(svg("title", {}, label));
+    root.append(point);
+  });
+  return root;
+}
+
+// The selected frame: its faces drawn as boxes on a frame-shaped outline, and as text.
+function frameDetail(result, frame, panel) {
+  const faces = frame.faces || [];
+  const w = result.width || 16, h = result.height || 9;
+  const pic = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "frame-boxes", role: "img",
+    "aria-label": `Positions of ${faces.length} face(s) in the frame` });
+  pic.append(svg("rect", { class: "frame", x: 0, y: 0, width: w, height: h }));
+  faces.forEach((f, i) => {
+    const [fx, fy, fw, fh] = f.box;
+    pic.append(svg("rect", { class: `face ${f.prediction}`, x: fx, y: fy, width: fw, height: fh,
+      "stroke-width": Math.max(w, h) / 150 }),
+    svg("text", { class: "face-text", x: fx, y: Math.max(fy - w / 100, w / 25), "font-size": w / 25 },
+      `${i + 1}: ${pct(f.probability_fake, result.threshold)}`));
+  });
+  const title = `Frame at ${clock(frame.timestamp_s)} (frame ${frame.frame_number ?? frame.index})`;
+  panel.replaceChildren(
+    el("h4", { text: title }),
+    faces.length
+      ? el("ul", { class: "faces" }, ...faces.map((f, i) =>
+        el("li", { class: f.prediction, text: faceSentence(f, i, result.threshold) })))
+      : el("p", { text: "No face found in this frame." }),
+    pic);
+}
+
+export async function renderVideo(job, body) {
+  const r = job.result;
+  const facts = `${r.frames_analyzed} frames analysed (${r.sample_fps} per second of video), ` +
+    `${r.frames_with_faces} with a face; the video is ${clock(r.duration_s)} long.`;
+  const rule = r.aggregation === "mean_of_frame_max"
+    ? "How the video verdict is made: the average, over sampled frames that contain a face, of each frame's most suspicious face."
+    : `Aggregation rule: ${r.aggregation}.`;
+  const segments = (r.suspicious_segments || []).length
+    ? `Shaded: ${r.suspicious_segments.length} suspicious stretch(es), where consecutive frames score at or above the threshold.`
+    : "No stretch of frames scored at or above the threshold.";
+  const holder = el("div", { class: "chart", "aria-busy": "true" }, el("p", { class: "hint", text: "Loading frames…" }));
+  const panel = el("div", { class: "frame-detail", "aria-live": "polite" },
+    el("p", { class: "hint", text: "Select a point on the timeline to see that frame's faces." }));
+  body.append(el("p", { class: "facts", text: facts }), el("p", { class: "rule", text: rule }),
+    el("h3", { text: "Timeline" }), el("p", { class: "hint", text: segments }), holder, panel);
+
+  const frames = await fetchFrames(job.id);
+  const root = chart(r, frames);
+  holder.replaceChildren(root);
+  holder.removeAttribute("aria-busy");
+
+  const select = (target) => {
+    const i = target && target.getAttribute && target.getAttribute("data-frame");
+    if (i === null || i === undefined) return;
+    root.querySelectorAll(".point.selected").forEach((p) => p.classList.remove("selected"));
+    target.classList.add("selected");
+    frameDetail(r, frames[Number(i)], panel);
+  };
+  root.addEventListener("click", (e) => select(e.target.closest("[data-frame]")));
+  root.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      select(e.target.closest("[data-frame]"));
+    }
+  });
+}

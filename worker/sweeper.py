@@ -1,0 +1,57 @@
+"""A thread in every worker that recovers lost jobs (see ``shared.jobs.sweep``).
+
+Running it in the workers rather than in a separate beat process means there is nothing extra
+to deploy; several workers sweeping at once is safe because a job is re-published only by the
+sweeper whose conditional UPDATE of ``published_at`` succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from shared import jobs
+from shared.config import settings
+from shared.db import session_scope
+from shared.queue import publish_job
+
+log = logging.getLogger("rrr.sweeper")
+
+
+def sweep_once() -> list[str]:
+    """One pass: fail overdue jobs, re-publish lost ones. Returns the re-published ids."""
+    with session_scope() as session:
+        chosen = jobs.sweep(
+            session,
+            stale_after_s=settings.stale_after_s,
+            requeue_after_s=settings.requeue_after_s,
+            deadline_s=settings.job_deadline_s,
+        )
+    for job_id, kind in chosen:
+        publish_job(job_id, kind)
+        log.warning("job %s: re-published (message or worker lost)", job_id)
+    return [job_id for job_id, _ in chosen]
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(name="rrr-sweeper", daemon=True)
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                sweep_once()
+            except Exception as exc:  # database or broker down: try again next round
+                log.warning("sweep failed: %s: %s", exc.__class__.__name__, exc)
+
+
+_sweeper: Sweeper | None = None
+
+
+def start_sweeper() -> None:
+    global _sweeper
+    if _sweeper is None and settings.sweep_interval_s > 0:
+        _sweeper = Sweeper(settings.sweep_interval_s)
+        _sweeper.start()
