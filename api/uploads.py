@@ -86,6 +86,7 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     inputs: list[dict[str, Any]] = []
     remaining = settings.max_upload_bytes
+    first_error: DetectionError | None = None
     try:
         for index, upload in enumerate(files):
             filename = clean_filename(upload.filename)
@@ -101,6 +102,7 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
                 if kind != JobKind.BATCH:
                     raise
                 # one bad file in a batch fails only its own item
+                first_error = first_error or exc
                 error = {"code": exc.code, "message": exc.message}
                 inputs.append({"filename": filename, "error": error})
                 continue
@@ -118,11 +120,9 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
             if kind is None:
                 kind = JobKind(media.kind)
         if kind == JobKind.BATCH and not any(item.get("key") for item in inputs):
-            first = inputs[0]["error"]
-            raise BadRequest(
-                f"no file in the batch is a supported image ({first['message']})",
-                code=first["code"],
-            )
+            assert first_error is not None
+            first_error.message = f"no file in the batch is usable: {first_error.message}"
+            raise first_error
         assert kind is not None
         if expect in ("image", "video") and kind.value != expect:
             raise BadRequest(f"this endpoint takes a {expect}, but the file is a {kind.value}",

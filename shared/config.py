@@ -41,6 +41,7 @@ class Settings:
     requeue_after_s: float
     job_deadline_s: float
     sweep_interval_s: float
+    retention_hours: float
     host: str
     port: int
 
@@ -68,6 +69,7 @@ class Settings:
             requeue_after_s=float(_env("RRR_REQUEUE_AFTER_S", "600")),
             job_deadline_s=float(_env("RRR_JOB_DEADLINE_S", "14400")),
             sweep_interval_s=float(_env("RRR_SWEEP_INTERVAL_S", "30")),
+            retention_hours=float(_env("RRR_RETENTION_HOURS", "168")),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )

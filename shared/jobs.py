@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
-from shared.models import FrameResult, Job, JobKind, JobStatus, utcnow
+from shared.models import TERMINAL_STATUSES, FrameResult, Job, JobKind, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 # A job is re-run from scratch after a worker died mid-task; past this many starts it is a
@@ -295,3 +295,24 @@ def sweep(
         if mark_published(session, job_id, not_since=not_since):
             chosen.append((job_id, kind))
     return chosen
+
+
+def purge_finished(session: Session, older_than: datetime) -> list[str]:
+    """Delete finished jobs (and their frame rows) that ended before ``older_than``; returns
+    their ids so the caller can delete their stored files."""
+    ids = list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status.in_([s.value for s in TERMINAL_STATUSES]),
+                Job.finished_at < older_than,
+            )
+        )
+    )
+    if ids:
+        session.execute(delete(FrameResult).where(FrameResult.job_id.in_(ids)))
+        session.execute(delete(Job).where(Job.id.in_(ids)))
+    return ids
+
+
+def existing_ids(session: Session, ids: list[str]) -> set[str]:
+    return set(session.scalars(select(Job.id).where(Job.id.in_(ids)))) if ids else set()

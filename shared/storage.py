@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ class Storage(Protocol):
     def local_path(self, key: str) -> Iterator[Path]: ...
     def delete_job(self, job_id: str) -> None: ...
     def exists(self, key: str) -> bool: ...
+    def job_ids(self, older_than_s: float = 0.0) -> list[str]: ...
 
 
 class LocalStorage:
@@ -71,6 +73,17 @@ class LocalStorage:
         if not re.fullmatch(r"[0-9a-f]{32}", job_id):
             raise ValueError(f"invalid job id {job_id!r}")
         shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+    def job_ids(self, older_than_s: float = 0.0) -> list[str]:
+        """Ids of jobs with stored files last modified at least ``older_than_s`` ago."""
+        if not self.root.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        return [
+            entry.name
+            for entry in self.root.iterdir()
+            if re.fullmatch(r"[0-9a-f]{32}", entry.name) and entry.stat().st_mtime <= cutoff
+        ]
 
 
 def get_storage() -> LocalStorage:

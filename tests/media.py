@@ -63,3 +63,25 @@ def write_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int
         writer.write(frame)
     writer.release()
     return path
+
+
+def avi_bytes(frames: int = 5, fps: float = 10.0, size: tuple[int, int] = (64, 48),
+              zero_rate: bool = False, tmp: Path | None = None) -> bytes:
+    """A small MJPEG AVI; ``zero_rate`` patches its headers to declare 0 frames per second."""
+    import struct
+    import tempfile
+
+    folder = Path(tmp or tempfile.mkdtemp())
+    path = folder / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), (i * 40) % 255, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    if zero_rate:
+        strh = data.find(b"strh")
+        rate = strh + 8 + 4 + 4 + 4 + 2 + 2 + 4 + 4  # fccType ... dwInitialFrames, dwScale
+        data[rate : rate + 4] = struct.pack("<I", 0)
+        avih = data.find(b"avih")
+        data[avih + 8 : avih + 12] = struct.pack("<I", 0)  # dwMicroSecPerFrame
+    return bytes(data)

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
+from shared.models import utcnow
 from shared.queue import publish_job
+from shared.storage import get_storage
 
 log = logging.getLogger("rrr.sweeper")
 
 
+ORPHAN_GRACE_S = 3600  # files of a job row never committed (API died mid-upload) wait this long
+
+
 def sweep_once() -> list[str]:
-    """One pass: fail overdue jobs, re-publish lost ones. Returns the re-published ids."""
+    """One pass: fail overdue jobs, re-publish lost ones, purge expired ones. Returns the
+    re-published ids."""
     with session_scope() as session:
         chosen = jobs.sweep(
             session,
@@ -30,7 +37,25 @@ def sweep_once() -> list[str]:
     for job_id, kind in chosen:
         publish_job(job_id, kind)
         log.warning("job %s: re-published (message or worker lost)", job_id)
+    purge_expired()
     return [job_id for job_id, _ in chosen]
+
+
+def purge_expired() -> list[str]:
+    """Delete jobs finished more than RRR_RETENTION_HOURS ago, with their uploads, heatmaps and
+    frame rows; and stored files that belong to no job. Returns the purged job ids."""
+    storage = get_storage()
+    cutoff = utcnow() - timedelta(hours=settings.retention_hours)
+    with session_scope() as session:
+        purged = jobs.purge_finished(session, cutoff)
+    stored = storage.job_ids(older_than_s=ORPHAN_GRACE_S)
+    with session_scope() as session:
+        orphans = set(stored) - jobs.existing_ids(session, stored)
+    for job_id in [*purged, *orphans]:
+        storage.delete_job(job_id)
+    if purged or orphans:
+        log.info("purged %d expired job(s) and %d orphaned upload(s)", len(purged), len(orphans))
+    return purged
 
 
 class Sweeper(threading.Thread):

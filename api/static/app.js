@@ -233,13 +233,18 @@ async function refreshHistory() {
   }
   $("history").replaceChildren(...page.jobs.map((job) => {
     const { name, outcome } = historyLabel(job);
-    return el("li", { "data-job": job.id },
+    return el("li", { "data-job": job.id, "aria-current": job.id === shownJobId() ? "page" : null },
       el("a", { href: `/jobs/${job.id}`, "data-job": job.id }, el("span", { class: "name", text: name })),
       el("span", { class: `kind ${job.kind}`, text: job.kind }),
       el("span", { class: "outcome", text: outcome }),
       el("time", { datetime: job.created_at, text: when(job.created_at) }));
   }));
   $("history-empty").hidden = page.jobs.length > 0;
+}
+
+function shownJobId() {
+  const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
 }
 
 // Opening a job from the list keeps this page (and the local files for thumbnails).
@@ -286,9 +291,9 @@ $("settings-form").addEventListener("submit", (e) => {
 // ------------------------------------------------------------------------- routing
 
 function route() {
-  const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
-  if (match) {
-    openJob(decodeURIComponent(match[1]));
+  const jobId = shownJobId();
+  if (jobId) {
+    openJob(jobId);
   } else {
     stopPolling();
     $("activity").hidden = true;

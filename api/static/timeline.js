@@ -6,8 +6,8 @@ import { api } from "./api.js";
 import { el, faceSentence, pct } from "./render.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const W = 640, H = 240;
-const M = { left: 44, right: 12, top: 12, bottom: 36 }; // room for axis labels
+const H = 240;
+const M = { left: 44, right: 22, top: 12, bottom: 36 }; // room for axis labels
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -28,9 +28,9 @@ export async function fetchFrames(jobId) {
   return frames;
 }
 
-// About six round-numbered time ticks, whatever the length.
-function timeTicks(end) {
-  const raw = end / 6;
+// About `count` round-numbered time ticks, whatever the length.
+function timeTicks(end, count) {
+  const raw = end / count;
   const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600].find((s) => s >= raw) || 3600;
   const ticks = [];
   for (let t = 0; t <= end + 1e-9; t += step) ticks.push(t);
@@ -38,12 +38,14 @@ function timeTicks(end) {
 }
 
 function clock(seconds) {
-  if (seconds < 60) return `${+seconds.toFixed(1)} s`;
+  if (seconds < 60) return `${+seconds.toFixed(1)}\u00a0s`; // no line break inside "10 s"
   const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
   return `${m}:${String(s).padStart(2, "0")}`;
 }
 
-function chart(result, frames) {
+// W: the drawing's width in px. Drawn at the width it is shown at, so labels keep their size
+// on a phone instead of being scaled down with the whole picture.
+function chart(result, frames, W) {
   const last = frames.length ? frames[frames.length - 1].timestamp_s : 0;
   const end = Math.max(result.duration_s || 0, last, 0.001);
   const x = (t) => M.left + ((W - M.left - M.right) * t) / end;
@@ -67,7 +69,7 @@ function chart(result, frames) {
     root.append(svg("line", { class: "grid", x1: M.left, x2: W - M.right, y1: y(p), y2: y(p) }),
       svg("text", { class: "tick", x: M.left - 6, y: y(p) + 4, "text-anchor": "end" }, `${p * 100}%`));
   }
-  for (const t of timeTicks(end)) {
+  for (const t of timeTicks(end, Math.max(3, Math.floor(W / 110)))) {
     root.append(svg("text", { class: "tick", x: x(t), y: H - M.bottom + 16, "text-anchor": "middle" }, clock(t)));
   }
   root.append(svg("text", { class: "axis", x: (W + M.left) / 2, y: H - 4, "text-anchor": "middle" }, "time"));
@@ -119,13 +121,12 @@ function frameDetail(result, frame, panel) {
       `${i + 1}: ${pct(f.probability_fake, result.threshold)}`));
   });
   const title = `Frame at ${clock(frame.timestamp_s)} (frame ${frame.frame_number ?? frame.index})`;
-  panel.replaceChildren(
-    el("h4", { text: title }),
+  const words = el("div", {}, el("h4", { text: title }),
     faces.length
       ? el("ul", { class: "faces" }, ...faces.map((f, i) =>
         el("li", { class: f.prediction, text: faceSentence(f, i, result.threshold) })))
-      : el("p", { text: "No face found in this frame." }),
-    pic);
+      : el("p", { text: "No face found in this frame." }));
+  panel.replaceChildren(words, pic);
 }
 
 export async function renderVideo(job, body) {
@@ -145,7 +146,7 @@ export async function renderVideo(job, body) {
     el("h3", { text: "Timeline" }), el("p", { class: "hint", text: segments }), holder, panel);
 
   const frames = await fetchFrames(job.id);
-  const root = chart(r, frames);
+  const root = chart(r, frames, Math.max(300, Math.min(holder.clientWidth || 640, 900)));
   holder.replaceChildren(root);
   holder.removeAttribute("aria-busy");
 

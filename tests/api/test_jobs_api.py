@@ -112,7 +112,7 @@ def test_batch_with_some_bad_files_is_accepted(client, face_crops):
     assert inputs[1]["error"]["code"] == "unsupported_media_type"
     only_bad = [(io.BytesIO(b"nope"), "bad.jpg")]
     response = client.post("/v1/jobs", data={"files": only_bad}, content_type="multipart/form-data")
-    _error(response, 400)
+    _error(response, 415, "unsupported_media_type")
 
 
 def test_file_names_are_display_only(client, face_crops):
