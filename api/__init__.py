@@ -19,9 +19,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from api import errors, health, jobs, predict, web
+    from api import errors, health, jobs, predict, security, web
 
     errors.register_error_handlers(app)
+    security.init_app(app)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(predict.bp)

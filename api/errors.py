@@ -17,6 +17,8 @@ log = logging.getLogger("rrr.api")
 
 STATUS_BY_ERROR: dict[type[errors.DetectionError], int] = {
     errors.BadRequest: 400,
+    errors.Unauthorized: 401,
+    errors.TooManyRequests: 429,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.UploadTooLarge: 413,
@@ -42,7 +44,12 @@ def error_response(status: int, code: str, message: str, **extra):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(errors.DetectionError)
     def _domain(exc: errors.DetectionError):
-        return error_response(status_for(exc), exc.code, exc.message)
+        response, status = error_response(status_for(exc), exc.code, exc.message)
+        if isinstance(exc, errors.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, errors.Unauthorized):
+            response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+        return response, status
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc):

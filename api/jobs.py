@@ -13,6 +13,7 @@ from api.schemas import (
     parse_limit,
     parse_offset,
 )
+from api.security import current_owner
 from api.uploads import submit
 from shared import jobs
 from shared.db import session_scope
@@ -35,7 +36,7 @@ def create():
 @bp.get("/jobs/<job_id>")
 def read(job_id: str):
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id)))
+        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
 
 
 @bp.get("/jobs")
@@ -46,7 +47,14 @@ def index():
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor) if cursor else None
     with session_scope() as session:
-        page = jobs.list_jobs(session, limit=limit + 1, before=before, status=status, kind=kind)
+        page = jobs.list_jobs(
+            session,
+            limit=limit + 1,
+            before=before,
+            status=status,
+            kind=kind,
+            owner=current_owner(),
+        )
         more = len(page) > limit
         page = page[:limit]
         return jsonify(
@@ -60,7 +68,7 @@ def index():
 @bp.delete("/jobs/<job_id>")
 def cancel(job_id: str):
     with session_scope() as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.get_job(session, job_id, current_owner())
         if not jobs.mark_canceled(session, job_id):
             raise Conflict(
                 f"the job is already {job.status} and cannot be canceled", code="job_not_cancelable"
@@ -68,7 +76,7 @@ def cancel(job_id: str):
     # A running worker notices at its next progress update and stops.
     get_storage().delete_job(job_id)
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id)))
+        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
 
 
 @bp.get("/jobs/<job_id>/frames")
@@ -76,7 +84,7 @@ def frames(job_id: str):
     limit = parse_limit(request.args, default=100, maximum=1000)
     offset = parse_offset(request.args)
     with session_scope() as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.get_job(session, job_id, current_owner())
         if job.kind != JobKind.VIDEO:
             raise NotFound("per-frame results exist only for video jobs", code="not_a_video_job")
         total = jobs.count_frames(session, job_id)
@@ -99,7 +107,7 @@ def frames(job_id: str):
 def heatmap(job_id: str):
     """The image with a Grad-CAM overlay on each face (computed by the worker with the verdict)."""
     with session_scope() as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.get_job(session, job_id, current_owner())
     if job.kind != JobKind.IMAGE:
         raise NotFound("heatmaps exist only for single-image jobs", code="not_an_image_job")
     if job.status != JobStatus.SUCCEEDED:

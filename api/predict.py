@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from api.errors import error_response
+from api.security import current_owner
 from api.uploads import submit
 from shared import jobs
 from shared.config import settings
@@ -29,7 +30,7 @@ def _wait(job_id: str) -> Job:
     deadline = time.monotonic() + settings.sync_timeout_s
     while True:
         with session_scope() as session:
-            job = jobs.get_job(session, job_id)
+            job = jobs.get_job(session, job_id, current_owner())
             if JobStatus(job.status).is_terminal() or time.monotonic() > deadline:
                 return job
         time.sleep(POLL_INTERVAL_S)

@@ -13,6 +13,7 @@ from flask import Request
 from werkzeug.datastructures import FileStorage
 
 from api.schemas import parse_job_params
+from api.security import check_submission_limits, current_owner
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
@@ -77,9 +78,12 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
     Idempotency-Key repeats an earlier identical request."""
     kind, files = _files_from(request, expect)
     params = parse_job_params(request.form)
+    owner = current_owner()
+    with session_scope() as session:
+        check_submission_limits(session)
     idempotency_key = request.headers.get("Idempotency-Key") or None
-    if idempotency_key is not None and len(idempotency_key) > 200:
-        raise BadRequest("Idempotency-Key must be at most 200 characters", code="invalid_header")
+    if idempotency_key is not None and len(idempotency_key) > 120:
+        raise BadRequest("Idempotency-Key must be at most 120 characters", code="invalid_header")
 
     job_id = new_job_id()
     storage = get_storage()
@@ -131,6 +135,8 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
 
         with session_scope() as session:
             if idempotency_key is not None:
+                # keys are scoped per API key, so two clients cannot collide or probe each other
+                idempotency_key = f"{owner or '-'}:{idempotency_key}"
                 existing = jobs.find_by_idempotency_key(session, idempotency_key)
                 if existing is not None:
                     if existing.params.get("request_sha256") != params["request_sha256"]:
@@ -148,6 +154,7 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
                 progress_total=len(inputs) if kind == JobKind.BATCH else 0,
                 idempotency_key=idempotency_key,
                 job_id=job_id,
+                owner=owner,
             )
     except BaseException:
         storage.delete_job(job_id)

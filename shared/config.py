@@ -20,6 +20,10 @@ def _env(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     var_dir: Path
@@ -42,6 +46,11 @@ class Settings:
     job_deadline_s: float
     sweep_interval_s: float
     retention_hours: float
+    api_keys: tuple[str, ...]
+    rate_limit_per_minute: int
+    max_active_jobs_per_key: int
+    max_queued_jobs: int
+    cors_origins: tuple[str, ...]
     host: str
     port: int
 
@@ -70,6 +79,11 @@ class Settings:
             job_deadline_s=float(_env("RRR_JOB_DEADLINE_S", "14400")),
             sweep_interval_s=float(_env("RRR_SWEEP_INTERVAL_S", "30")),
             retention_hours=float(_env("RRR_RETENTION_HOURS", "168")),
+            api_keys=_list(_env("RRR_API_KEYS", "")),
+            rate_limit_per_minute=int(_env("RRR_RATE_LIMIT_PER_MINUTE", "120")),
+            max_active_jobs_per_key=int(_env("RRR_MAX_ACTIVE_JOBS_PER_KEY", "200")),
+            max_queued_jobs=int(_env("RRR_MAX_QUEUED_JOBS", "10000")),
+            cors_origins=_list(_env("RRR_CORS_ORIGINS", "")),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )
@@ -87,6 +101,8 @@ class Settings:
         out = {}
         for f in fields(self):
             value = str(getattr(self, f.name))
+            if f.name == "api_keys":
+                value = f"{len(self.api_keys)} key(s)"
             if f.name.endswith("_url") and "@" in value:
                 scheme, rest = value.split("://", 1)
                 value = f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -47,3 +47,15 @@ class ServiceUnavailable(DetectionError):
 
 class ModelUnavailable(DetectionError):
     code = "model_unavailable"
+
+
+class Unauthorized(DetectionError):
+    code = "unauthorized"
+
+
+class TooManyRequests(DetectionError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, code: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, code)
+        self.retry_after_s = max(1, int(retry_after_s))

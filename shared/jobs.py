@@ -39,6 +39,7 @@ def create_job(
     progress_total: int = 0,
     idempotency_key: str | None = None,
     job_id: str | None = None,
+    owner: str | None = None,
 ) -> Job:
     """Insert a queued job. With an idempotency key already used, raise Conflict."""
     job = Job(
@@ -49,6 +50,7 @@ def create_job(
         params=params,
         progress_total=progress_total,
         idempotency_key=idempotency_key,
+        owner=owner,
     )
     if job_id:
         job.id = job_id
@@ -68,9 +70,10 @@ def find_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, owner: str | None = None) -> Job:
+    """The job; with ``owner``, only if that API key created it (else it does not exist)."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (owner is not None and job.owner != owner):
         raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
     return job
 
@@ -82,9 +85,12 @@ def list_jobs(
     before: tuple[datetime, str] | None = None,
     status: str | None = None,
     kind: str | None = None,
+    owner: str | None = None,
 ) -> list[Job]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
     if status:
         query = query.where(Job.status == status)
     if kind:
@@ -214,9 +220,23 @@ def count_frames(session: Session, job_id: str) -> int:
     return int(session.scalar(query) or 0)
 
 
-def count_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return {status: int(n) for status, n in rows}
+def count_active(session: Session, owner: str | None = None, status: str | None = None) -> int:
+    """Jobs not finished yet (queued or running; or just ``status``), of one owner or all."""
+    query = select(func.count()).select_from(Job)
+    query = query.where(Job.status == status) if status else query.where(Job.status.in_(ACTIVE))
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    return int(session.scalar(query) or 0)
+
+
+def created_since(session: Session, owner: str, since: datetime) -> list[datetime]:
+    """Creation times of an owner's jobs since ``since``, oldest first (for rate limiting)."""
+    query = (
+        select(Job.created_at)
+        .where(Job.owner == owner, Job.created_at >= since)
+        .order_by(Job.created_at)
+    )
+    return list(session.scalars(query))
 
 
 def mark_unpublished(session: Session, job_id: str) -> None:

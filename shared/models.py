@@ -74,6 +74,8 @@ class Job(Base):
     # stored uploads: [{key, filename, size, media_type}]; keys point into Storage
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # who submitted it: a digest of the API key (None when API keys are not configured)
+    owner: Mapped[str | None] = mapped_column(String(64))
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -87,7 +89,10 @@ class Job(Base):
     # when a task message for the job was last sent (the sweeper re-sends lost ones)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_jobs_created_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_created_id", "created_at", "id"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
+    )
 
 
 class FrameResult(Base):
@@ -103,3 +108,13 @@ class FrameResult(Base):
     timestamp_s: Mapped[float] = mapped_column(Float)
     probability_fake: Mapped[float | None] = mapped_column(Float)  # None: no face in the frame
     faces: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class Counter(Base):
+    """A monotonic number shared by every process (e.g. latency histogram buckets for
+    /metrics): workers add to it, the API reads it."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
