@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from shared.config import settings
+from shared.logs import configure_logging, current_job
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -17,14 +17,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
 
-    from api import errors, health, jobs, predict, security, web
+    from api import errors, health, jobs, metrics, predict, security, web
 
     errors.register_error_handlers(app)
     security.init_app(app)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(predict.bp)
     app.register_blueprint(web.bp)
+
+    @app.before_request
+    def _log_job_id() -> None:
+        # every log line of a request about one job carries its id
+        current_job.set((request.view_args or {}).get("job_id"))
+
     return app

@@ -18,6 +18,7 @@ from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
 from shared.errors import BadRequest, Conflict, DetectionError, UploadTooLarge
+from shared.logs import current_job
 from shared.media import SNIFF_BYTES, sniff
 from shared.models import Job, JobKind, new_job_id
 from shared.queue import publish_job
@@ -86,6 +87,7 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
         raise BadRequest("Idempotency-Key must be at most 120 characters", code="invalid_header")
 
     job_id = new_job_id()
+    current_job.set(job_id)
     storage = get_storage()
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     inputs: list[dict[str, Any]] = []

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from celery.signals import worker_ready
+from celery.signals import setup_logging, worker_ready
 from sqlalchemy.exc import OperationalError
 
-from shared import jobs
+from shared import jobs, metrics
 from shared.config import settings
 from shared.db import session_scope
 from shared.detector import get_detector
 from shared.errors import DetectionError, MediaError
 from shared.faces import FaceDetector
+from shared.logs import configure_logging, current_job
 from shared.models import JobStatus
 from shared.queue import TASK_NAME, celery_app
 from shared.storage import get_storage, heatmap_key
@@ -51,6 +53,12 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
     )
 
 
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    # connecting this signal stops Celery from installing its own handlers
+    configure_logging()
+
+
 @worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
     analyzer = get_analyzer()
@@ -68,7 +76,11 @@ def _on_worker_ready(**_: Any) -> None:
     max_retries=10,
 )
 def process_job(job_id: str) -> None:
-    run_job(job_id)
+    token = current_job.set(job_id)
+    try:
+        run_job(job_id)
+    finally:
+        current_job.reset(token)
 
 
 def _progress(job_id: str, attempt: int):
@@ -100,6 +112,7 @@ def run_job(job_id: str) -> None:
         kind, inputs, params = job.kind, list(job.inputs), dict(job.params)
 
     log.info("job %s: running (%s, attempt %d)", job_id, kind, attempt)
+    started = time.perf_counter()
     try:
         result, frames = _analyze(kind, inputs, params, job_id, attempt)
         with session_scope() as session:
@@ -107,25 +120,37 @@ def run_job(job_id: str) -> None:
                 jobs.replace_frames(session, job_id, frames)
             if not jobs.mark_succeeded(session, job_id, attempt, result):
                 raise Canceled()  # rolls back the frames written above
+            metrics.observe(session, _stage_seconds(kind, result, started))
         log.info("job %s: succeeded", job_id)
     except Canceled:
         log.info("job %s: stopped (canceled or taken over)", job_id)
     except DetectionError as exc:
         with session_scope() as session:
-            jobs.mark_failed(session, job_id, exc.code, exc.message, attempt)
+            if jobs.mark_failed(session, job_id, exc.code, exc.message, attempt):
+                metrics.observe(session, {}, failure=exc.code)
         log.info("job %s: failed: %s", job_id, exc.code)
     except OperationalError:
         raise  # database trouble: let Celery retry the task
     except Exception:
         log.exception("job %s: internal error", job_id)
         with session_scope() as session:
-            jobs.mark_failed(
+            if jobs.mark_failed(
                 session,
                 job_id,
                 "internal_error",
                 "the worker hit an unexpected error analysing this upload; it has been logged",
                 attempt,
-            )
+            ):
+                metrics.observe(session, {}, failure="internal_error")
+
+
+def _stage_seconds(kind: str, result: dict[str, Any], started: float) -> dict[str, float]:
+    """The job's wall time and, for single images and videos, its stage timings."""
+    stages = {f"job_{kind}": time.perf_counter() - started}
+    for stage, ms in (result.get("timings_ms") or {}).items():
+        if stage != "total":
+            stages[f"{kind}_{stage}"] = ms / 1000.0
+    return stages
 
 
 def _analyze(

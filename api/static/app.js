@@ -8,7 +8,8 @@ import { renderVideo } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = ["queued", "running"];
-const POLL_MS = 700;
+const POLL_MS = 600;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Files this page uploaded, by job id: the API does not serve originals back, the browser has them.
 const localFiles = new Map();
@@ -108,28 +109,37 @@ async function openJob(jobId) {
   $("result").hidden = true;
   $("cancel").hidden = true;
   setStatus("Loading the job…");
-  for (;;) {
+  let failures = 0;
+  for (let polls = 0; ; polls += 1) {
     let job;
     try {
       job = await api(`/v1/jobs/${jobId}`);
+      failures = 0;
     } catch (err) {
       if (current !== mine) return;
+      // A restart or a busy database is brief: keep polling a while before giving up.
+      const transient = err instanceof ApiError && (err.status === 0 || err.status >= 500);
+      if (transient && ++failures <= 5) {
+        setStatus("Lost contact with the service; retrying…");
+        await sleep(2000);
+        continue;
+      }
       $("activity").hidden = true;
       showError(err);
       return;
     }
     if (current !== mine) return; // the user moved on to another job
-    if (ACTIVE.includes(job.status)) {
-      setStatus(progressText(job), job.progress.done, job.progress.total);
-      $("cancel").hidden = false;
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      if (current !== mine) return;
-      continue;
+    if (!ACTIVE.includes(job.status)) {
+      $("cancel").hidden = true;
+      current = null;
+      finish(job);
+      return;
     }
-    $("cancel").hidden = true;
-    current = null;
-    finish(job);
-    return;
+    setStatus(progressText(job), job.progress.done, job.progress.total);
+    $("cancel").hidden = false;
+    // Quick answers for short jobs, fewer requests for long videos.
+    await sleep(Math.min(POLL_MS + polls * 25, 2500));
+    if (current !== mine) return;
   }
 }
 
@@ -139,7 +149,7 @@ async function finish(job) {
   if (job.status === "failed") {
     setStatus("The analysis failed.", job.progress.done, total);
     const message = job.error ? sentence(job.error.message) : "";
-    showError(new ApiError(0, job.error ? job.error.code : "failed", "The analysis failed.", message));
+    showError(new ApiError(0, job.error ? job.error.code : "failed", "We could not analyse this file.", message));
   }
   refreshHistory();
   if (job.status !== "succeeded") return;
@@ -233,8 +243,10 @@ async function refreshHistory() {
   }
   $("history").replaceChildren(...page.jobs.map((job) => {
     const { name, outcome } = historyLabel(job);
-    return el("li", { "data-job": job.id, "aria-current": job.id === shownJobId() ? "page" : null },
+    const shown = job.id === shownJobId();
+    return el("li", { "data-job": job.id, "aria-current": shown ? "page" : null },
       el("a", { href: `/jobs/${job.id}`, "data-job": job.id }, el("span", { class: "name", text: name })),
+      shown ? el("span", { class: "current", text: "(shown above)" }) : null,
       el("span", { class: `kind ${job.kind}`, text: job.kind }),
       el("span", { class: "outcome", text: outcome }),
       el("time", { datetime: job.created_at, text: when(job.created_at) }));

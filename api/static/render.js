@@ -53,6 +53,13 @@ export function faceSentence(face, i, threshold) {
     `${pct(face.probability_fake, threshold)} likely manipulated, ${face.prediction}`;
 }
 
+// One object URL per local File, however often a view is redrawn (e.g. re-sorting a batch).
+const fileUrls = new WeakMap();
+export function fileUrl(file) {
+  if (!fileUrls.has(file)) fileUrls.set(file, URL.createObjectURL(file));
+  return fileUrls.get(file);
+}
+
 // ---------------------------------------------------------------------------------- image
 
 // Face boxes are positioned in percent of the image's own size, so they follow the displayed
@@ -93,7 +100,7 @@ export function renderImage(job, localFile, body) {
   }, { once: true });
 
   if (localFile) {
-    base.src = URL.createObjectURL(localFile);
+    base.src = fileUrl(localFile);
     base.alt = `The uploaded image, ${localFile.name}, with each face outlined`;
     note.textContent = "Boxes: red = flagged as manipulated, green = looks real.";
   } else if (r.heatmap) {
@@ -144,7 +151,7 @@ const COUNTS = [
 
 function batchCard(item, file, threshold) {
   const thumb = file
-    ? el("img", { class: "thumb", src: URL.createObjectURL(file), alt: "" })
+    ? el("img", { class: "thumb", src: fileUrl(file), alt: "" })
     : el("div", { class: "thumb filecard", "aria-hidden": "true", text: item.filename || `#${item.index + 1}` });
   let verdict;
   if (item.error) {

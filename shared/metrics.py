@@ -1,0 +1,77 @@
+"""Numbers for /metrics that every process contributes to, kept in SQL (``counters`` table).
+
+Workers add stage latencies (as cumulative histogram buckets) and failure counts; the API reads
+them, plus live job counts and queue depth, when Prometheus scrapes. Keeping them in the
+database makes them survive restarts and add up across any number of workers and hosts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from shared.models import Counter
+
+# seconds; wide enough for a 20 ms crop and a 10-minute video segment
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def _bucket_name(stage: str, le: float) -> str:
+    return f"latency_bucket|{stage}|{'+Inf' if math.isinf(le) else le}"
+
+
+def add(session: Session, increments: dict[str, float]) -> None:
+    """Add to named counters in one statement (an upsert on SQLite and PostgreSQL)."""
+    if not increments:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    rows = [{"name": name, "value": value} for name, value in sorted(increments.items())]
+    statement = insert(Counter).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Counter.name], set_={"value": Counter.value + statement.excluded.value}
+    )
+    session.execute(statement)
+
+
+def observe(
+    session: Session, seconds_by_stage: dict[str, float], failure: str | None = None
+) -> None:
+    """Record one job's stage latencies (and its failure code, if it failed)."""
+    increments: dict[str, float] = {}
+    for stage, seconds in seconds_by_stage.items():
+        increments[f"latency_sum|{stage}"] = seconds
+        increments[f"latency_count|{stage}"] = 1
+        for le in (*LATENCY_BUCKETS_S, math.inf):
+            if seconds <= le:
+                increments[_bucket_name(stage, le)] = 1
+    if failure:
+        increments[f"failures|{failure}"] = 1
+    add(session, increments)
+
+
+def read_all(session: Session) -> dict[str, float]:
+    return {name: value for name, value in session.execute(select(Counter.name, Counter.value))}
+
+
+def histograms(counters: dict[str, float]) -> dict[str, tuple[list[tuple[str, float]], float]]:
+    """stage -> ([(le, cumulative count)], sum) in the shape Prometheus expects."""
+    stages = {name.split("|")[1] for name in counters if name.startswith("latency_count|")}
+    out = {}
+    for stage in sorted(stages):
+        buckets = [
+            (str(le), counters.get(_bucket_name(stage, le), 0.0)) for le in LATENCY_BUCKETS_S
+        ]
+        buckets.append(("+Inf", counters.get(f"latency_count|{stage}", 0.0)))
+        out[stage] = (buckets, counters.get(f"latency_sum|{stage}", 0.0))
+    return out
+
+
+def failures(counters: dict[str, float]) -> dict[str, float]:
+    return {
+        name.split("|", 1)[1]: value for name, value in counters.items()
+        if name.startswith("failures|")
+    }
