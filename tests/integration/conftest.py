@@ -84,9 +84,13 @@ class Processes:
                               text=True, timeout=300)
 
     def start(self, *args: str) -> subprocess.Popen:
-        log = self.log_dir / f"{args[0]}-{len(self.running)}.log"
+        """Start ``rrr ARGS...`` in the background."""
+        return self.start_command(args[0], [*RRR, *args])
+
+    def start_command(self, label: str, command: list[str]) -> subprocess.Popen:
+        log = self.log_dir / f"{label}-{len(self.running)}.log"
         with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen([*RRR, *args], env=self.env, cwd=REPO,
+            process = subprocess.Popen(command, env=self.env, cwd=REPO,
                                        stdout=out, stderr=subprocess.STDOUT)
         self.running.append((process, log))
         return process
@@ -133,7 +137,7 @@ class Client:
             try:
                 if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still starting
                 pass
             time.sleep(0.3)
         raise AssertionError(f"service at {self.base} not ready after {timeout} s")
