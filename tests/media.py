@@ -47,12 +47,18 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
 
 
 def write_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (160, 120),
-                face_from: Path | None = None) -> Path:
-    """An MPEG-4 video of noise, or of a face crop pasted in the middle of each frame."""
+                face_from: Path | None = None, rotate_90: bool = False) -> Path:
+    """An MPEG-4 video of noise, or of a face crop pasted in the middle of each frame.
+
+    ``rotate_90``: store the face turned on its side plus a display matrix saying "rotate by 90
+    degrees", as phones do for portrait video; a player that honours it shows the face upright.
+    """
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     assert writer.isOpened(), "OpenCV could not open an MPEG-4 writer"
     rng = np.random.default_rng(1)
     face = cv2.imread(str(face_from)) if face_from is not None else None
+    if face is not None and rotate_90:
+        face = cv2.rotate(face, cv2.ROTATE_90_COUNTERCLOCKWISE)
     for _ in range(frames):
         frame = rng.integers(0, 40, size=(size[1], size[0], 3), dtype=np.uint8)
         if face is not None:
@@ -62,7 +68,22 @@ def write_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int
             frame[y0 : y0 + side, x0 : x0 + side] = small
         writer.write(frame)
     writer.release()
+    if rotate_90:
+        _set_display_rotation(path)
     return path
+
+
+def _set_display_rotation(path: Path) -> None:
+    """Write a 90-degree display matrix into the MP4 track header (tkhd, version 0)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd")
+    assert tkhd > 0 and data[tkhd + 4] == 0, "expected a version 0 track header"
+    # type, version+flags, 5 x 4-byte fields, 8 reserved, layer, group, volume, reserved
+    matrix = tkhd + 4 + 4 + 20 + 8 + 8
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
 
 
 def avi_bytes(frames: int = 5, fps: float = 10.0, size: tuple[int, int] = (64, 48),

@@ -85,7 +85,15 @@ SINGLE = [
     ("zero-fps-avi", lambda t: media.avi_bytes(zero_rate=True, tmp=t), "zero.avi", "ok|failed"),
     ("video-without-faces", lambda t: _mp4(t, frames=20), "noise.mp4", "no_face"),
     ("tiny-avi", lambda t: media.avi_bytes(tmp=t), "tiny.avi", "no_face"),
+    # the face is stored sideways with a 90-degree display matrix: found only if it is honoured
+    ("rotated-video", lambda t: _rotated_face_video(t), "phone.mp4", "ok"),
 ]
+
+
+def _rotated_face_video(tmp_path: Path) -> bytes:
+    crop = Path(__file__).resolve().parents[2].parent / "shared" / "data" / REAL_CROP
+    return media.write_video(tmp_path / "phone.mp4", frames=20, size=(320, 240), face_from=crop,
+                             rotate_90=True).read_bytes()
 
 
 def _submit(client, files, **form):

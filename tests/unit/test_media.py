@@ -103,3 +103,12 @@ def test_corrupt_video_fails_cleanly(tmp_path, video_paths):
     with pytest.raises(MediaError):
         info = probe_video(path)
         list(sample_frames(path, info, 1.0, 10))
+
+
+def test_rotation_metadata_is_honoured(tmp_path, face_crops):
+    path = media.write_video(tmp_path / "phone.mp4", frames=10, size=(320, 240),
+                             face_from=face_crops["real"][0], rotate_90=True)
+    info = probe_video(path)
+    assert (info.width, info.height) == (240, 320)
+    frame = next(sample_frames(path, info, 1.0, 1))
+    assert frame.rgb.shape == (320, 240, 3)
