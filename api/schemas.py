@@ -10,13 +10,24 @@ from typing import Any
 
 from shared.config import settings
 from shared.errors import BadRequest
-from shared.models import FrameResult, Job, JobKind
+from shared.models import FrameResult, Job, JobKind, utcnow
 
 VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _eta_seconds(job: Job) -> float | None:
+    """Remaining time if the job keeps its pace so far; None until there is a pace to judge."""
+    if job.status != "running" or job.started_at is None or job.progress_total <= 0:
+        return None
+    if job.progress_done <= 0 or job.progress_done >= job.progress_total:
+        return None
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    remaining = job.progress_total - job.progress_done
+    return round(elapsed / job.progress_done * remaining, 1)
 
 
 def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
@@ -33,7 +44,11 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
         "id": job.id,
         "kind": job.kind,
         "status": job.status,
-        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "progress": {
+            "done": job.progress_done,
+            "total": job.progress_total,
+            "eta_s": _eta_seconds(job),
+        },
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),

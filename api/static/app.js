@@ -19,6 +19,7 @@ let current = null; // {jobId} of the job on screen, or {upload} while uploading
 
 function setStatus(text, done = 0, total = 0) {
   $("activity").hidden = false;
+  $("progress").hidden = false;
   if ($("status").textContent !== text) $("status").textContent = text; // no repeat announcements
   const bar = $("progress");
   if (total > 0) {
@@ -67,8 +68,10 @@ async function submitFiles(fileList) {
   stopPolling();
   $("result").hidden = true;
   const what = files.length === 1 ? files[0].name : `${files.length} images`;
+  // The bar moves with every event; the announced text only in 10% steps (aria-live is polite,
+  // not a ticker).
   const upload = uploadJob(form, (loaded, total) =>
-    setStatus(`Uploading ${what}: ${Math.floor((100 * loaded) / total)}%`, loaded, total));
+    setStatus(`Uploading ${what}: ${10 * Math.floor((10 * loaded) / total)}%`, loaded, total));
   current = { upload };
   setStatus(`Uploading ${what}…`);
   $("cancel").hidden = false;
@@ -81,8 +84,13 @@ async function submitFiles(fileList) {
   } catch (err) {
     current = null;
     $("cancel").hidden = true;
-    $("activity").hidden = true;
-    showError(err);
+    if (err instanceof ApiError && err.code === "aborted") {
+      setStatus("Upload canceled. Nothing was sent for analysis.");
+      $("progress").hidden = true;
+    } else {
+      $("activity").hidden = true;
+      showError(err);
+    }
   } finally {
     $("media").value = ""; // picking the same file again should submit again
   }
@@ -238,9 +246,18 @@ async function refreshHistory() {
   let page;
   try {
     page = await api("/v1/jobs?limit=20");
-  } catch {
-    return; // the list is a convenience; errors are shown for the user's own actions
+  } catch (err) {
+    // The list is a convenience: its errors stay quiet, except a missing key, which the user
+    // can fix right here.
+    if (err instanceof ApiError && err.status === 401) {
+      $("history").replaceChildren();
+      $("history-empty").textContent = "Enter your API key in Settings (at the top) to see your jobs.";
+      $("history-empty").hidden = false;
+      $("settings").open = true;
+    }
+    return;
   }
+  $("history-empty").textContent = "No jobs yet.";
   $("history").replaceChildren(...page.jobs.map((job) => {
     const { name, outcome } = historyLabel(job);
     const shown = job.id === shownJobId();

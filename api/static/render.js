@@ -100,6 +100,10 @@ export function renderImage(job, localFile, body) {
   }, { once: true });
 
   if (localFile) {
+    // A format the browser cannot show (e.g. TIFF): fall back to the heatmap, which is a PNG.
+    base.addEventListener("error", () => {
+      if (r.heatmap) heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {});
+    }, { once: true });
     base.src = fileUrl(localFile);
     base.alt = `The uploaded image, ${localFile.name}, with each face outlined`;
     note.textContent = "Boxes: red = flagged as manipulated, green = looks real.";

@@ -217,3 +217,21 @@ def test_web_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and b"Real Recognize Real" in page.data
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_running_job_reports_an_eta(client, face_crops):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared.db import session_scope
+    from shared.models import Job, utcnow
+
+    job = _upload(client, face_crops["real"][0].read_bytes()).get_json()
+    assert job["progress"]["eta_s"] is None
+    with session_scope() as session:  # as a worker 10 s into a 40-step job would have left it
+        session.execute(update(Job).where(Job.id == job["id"]).values(
+            status="running", started_at=utcnow() - timedelta(seconds=10),
+            progress_done=10, progress_total=40))
+    eta = client.get(f"/v1/jobs/{job['id']}").get_json()["progress"]["eta_s"]
+    assert 29 <= eta <= 32

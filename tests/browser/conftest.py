@@ -59,24 +59,37 @@ def browser_available() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Client]:
-    """`rrr up` on a free port with its own var/ directory; stopped after the module."""
-    tmp = tmp_path_factory.mktemp("browser-service")
+def start_service(tmp: Path, **env: str) -> tuple[Processes, Client]:
+    """`rrr up` (API + one worker) on a free port with its own var/ directory."""
     # A small upload limit lets the too-large test stay small (the shared videos are under 5 MB).
-    procs = Processes({"RRR_VAR_DIR": str(tmp / "var"), "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB)},
-                      tmp)
+    procs = Processes({"RRR_VAR_DIR": str(tmp / "var"),
+                       "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp)
     port = free_port()
     procs.start("up", "--port", str(port))
     api = Client(f"http://127.0.0.1:{port}")
     try:
         api.wait_ready(timeout=180)
-        yield api
     except BaseException:
         print(procs.logs())
+        procs.stop()
         raise
+    return procs, api
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, browser_available) -> Iterator[Client]:
+    """The embedded service, open (no API keys), for the whole test module."""
+    procs, api = start_service(tmp_path_factory.mktemp("browser-service"))
+    try:
+        yield api
     finally:
         procs.stop()
+        save_logs(procs, "service")
+
+
+def save_logs(procs: Processes, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{name}.log").write_text(procs.logs())
 
 
 @pytest.fixture(scope="module")

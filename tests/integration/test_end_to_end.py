@@ -27,7 +27,7 @@ def _check_image_batch_video(api: Client, face_crops, video) -> None:
     job = api.wait_job(image.json()["id"])
     assert job["status"] == "succeeded", job
     assert set(job["result"]) >= IMAGE_RESULT_KEYS
-    assert job["progress"] == {"done": 1, "total": 1}
+    assert job["progress"] == {"done": 1, "total": 1, "eta_s": None}
     assert job["started_at"] and job["finished_at"]
     assert job["result"]["heatmap"] is True
     heatmap = api.get(job["links"]["heatmap"])
