@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make up     start the service (embedded: SQLite + filesystem broker, one worker) on :8000
-#   make test   lint and run the whole test suite (starts local Redis/PostgreSQL if needed)
+#   make test   lint and run the whole test suite (starts local Redis/PostgreSQL if needed,
+#               installs Debian's chromium + chromium-driver for the browser tests if missing)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,6 +26,7 @@ lint: install
 
 test: install lint
 	scripts/ensure-services.sh
+	scripts/install-browser.sh
 	$(BIN)/python -m pytest
 
 clean:

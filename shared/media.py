@@ -107,8 +107,10 @@ def decode_image(path: Path, max_pixels: int) -> np.ndarray:
             "the image declares dimensions too large to decode safely", code="image_too_large"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
+        # the decoder's own text names our storage path: keep it out of what clients see
         raise MediaError(
-            f"the image could not be decoded (corrupt or truncated?): {exc}",
+            "the image could not be decoded: the file is corrupt, truncated or not really an "
+            "image",
             code="image_corrupt",
         ) from exc
 

@@ -106,6 +106,7 @@ def _run(client, job_id: str) -> dict:
     assert job["status"] in ("succeeded", "failed"), job
     if job["status"] == "failed":
         assert job["error"]["code"] and job["error"]["message"]
+        assert str(settings.var_dir) not in job["error"]["message"]  # no server paths leak
     return job
 
 
