@@ -214,6 +214,35 @@ def explain(image: Path, output: Path) -> None:
     click.echo(f"heatmap of {len(result['faces'])} face(s) written to {output}")
 
 
+@cli.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint to export [default: RRR_WEIGHTS_PATH].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ONNX file to write [default: the checkpoint's path with .onnx].")
+def export(checkpoint: Path | None, output: Path | None) -> None:
+    """Export the checkpoint to ONNX for the ONNX Runtime engine (RRR_ENGINE=onnx), and check
+    that both engines give the same probabilities."""
+    import numpy as np
+
+    from shared.detector import Detector, OnnxEngine, TorchEngine
+    from shared.model import export_onnx, file_sha256, load_checkpoint
+
+    checkpoint = checkpoint or settings.weights_path
+    if not checkpoint.is_file():
+        fail(f"checkpoint not found: {checkpoint}")
+    output = output or checkpoint.with_suffix(".onnx")
+    model, config, _ = load_checkpoint(checkpoint)
+    export_onnx(model, config, output)
+    crops = [np.random.default_rng(i).integers(0, 255, (150, 150, 3), np.uint8) for i in range(8)]
+    torch_p = Detector(TorchEngine(model), config).score(crops)
+    onnx_p = Detector(OnnxEngine(output, 0), config).score(crops)
+    gap = float(np.abs(torch_p - onnx_p).max())
+    if gap > 1e-4:
+        fail(f"the ONNX model disagrees with the checkpoint (max probability gap {gap:.2e})")
+    click.echo(json.dumps({"onnx": str(output), "sha256": file_sha256(output),
+                           "max_probability_gap": gap}))
+
+
 def _register_training_commands() -> None:
     # Training needs the `train` extra; the service does not.
     try:

@@ -51,6 +51,7 @@ class Settings:
     max_active_jobs_per_key: int
     max_queued_jobs: int
     cors_origins: tuple[str, ...]
+    engine: str
     host: str
     port: int
 
@@ -84,6 +85,7 @@ class Settings:
             max_active_jobs_per_key=int(_env("RRR_MAX_ACTIVE_JOBS_PER_KEY", "200")),
             max_queued_jobs=int(_env("RRR_MAX_QUEUED_JOBS", "10000")),
             cors_origins=_list(_env("RRR_CORS_ORIGINS", "")),
+            engine=_env("RRR_ENGINE", "torch"),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )

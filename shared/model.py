@@ -178,3 +178,32 @@ def save_checkpoint(
         tmp,
     )
     tmp.replace(path)
+
+
+def export_onnx(model: nn.Module, config: ModelConfig, path: str | Path, opset: int = 17) -> None:
+    """Write the network as ONNX (batch dimension dynamic) with ``config`` in its metadata, so
+    ONNX Runtime can serve it without the checkpoint."""
+    import json
+
+    import onnx
+
+    from shared.detector import ONNX_CONFIG_KEY
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.onnx")
+    dummy = torch.zeros(1, 3, config.input_size, config.input_size)
+    torch.onnx.export(
+        model.eval(),
+        (dummy,),
+        str(tmp),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,  # the TorchScript exporter needs no extra packages and handles B0 fully
+    )
+    graph = onnx.load(str(tmp))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = ONNX_CONFIG_KEY, json.dumps(config.to_dict())
+    onnx.save(graph, str(path))
+    tmp.unlink(missing_ok=True)

@@ -37,7 +37,7 @@ _face_detector: FaceDetector | None = None
 def get_analyzer(threshold: float | None = None) -> Analyzer:
     """Built from process-wide singletons: the model and face detector load once per process."""
     global _face_detector
-    detector = get_detector(settings.weights_path, settings.inference_threads)
+    detector = get_detector(settings.weights_path, settings.inference_threads, settings.engine)
     if _face_detector is None:
         _face_detector = FaceDetector()
     if threshold is None:

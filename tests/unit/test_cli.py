@@ -29,6 +29,17 @@ def test_service_refuses_to_start_without_weights(tmp_path):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    for command in ("up", "api", "worker", "submit", "explain", "db"):
+    for command in ("up", "api", "worker", "submit", "explain", "export", "db"):
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_export_writes_an_onnx_file_that_agrees(tmp_path):
+    from shared.config import settings
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(settings.weights_path.read_bytes())
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.onnx").is_file()
+    assert '"max_probability_gap"' in result.output

@@ -25,7 +25,7 @@ def test_image_result_has_every_field(analyzer, face_crops):
     assert result["faces"] and all(len(face["box"]) == 4 for face in result["faces"])
     # the image verdict follows the most suspicious face
     assert result["probability_fake"] == max(f["probability_fake"] for f in result["faces"])
-    assert set(result["model"]) == {"name", "version", "sha256"}
+    assert set(result["model"]) == {"name", "version", "sha256", "engine"}
     assert set(result["timings_ms"]) >= {"decode", "detect", "infer", "total", "explain"}
     assert heatmap is not None and heatmap.startswith(b"\x89PNG")
 
