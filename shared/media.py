@@ -129,10 +129,22 @@ class VideoInfo:
     def duration_s(self) -> float:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
 
+    def effective_sample_fps(self, sample_fps: float) -> float:
+        """Never sample faster than the video has frames."""
+        return min(sample_fps, self.fps)
+
     def expected_samples(self, sample_fps: float, max_frames: int) -> int:
         """Sampled frames at t = 0, 1/sample_fps, ... up to the last frame's timestamp."""
         last_timestamp = (self.frame_count - 1) / self.fps
-        return min(max_frames, math.floor(last_timestamp * sample_fps + 1e-6) + 1)
+        rate = self.effective_sample_fps(sample_fps)
+        return min(max_frames, math.floor(last_timestamp * rate + 1e-6) + 1)
+
+    def frame_for_sample(self, k: int, sample_fps: float) -> int:
+        """Sample k is the first frame whose timestamp is at or after k / sample_fps. A pure
+        function of k, so any range of samples can be decoded on its own (a video segment) and
+        give exactly the frames a decode of the whole video would."""
+        rate = self.effective_sample_fps(sample_fps)
+        return max(0, math.ceil(k * self.fps / rate - 1e-6))
 
 
 @dataclass(frozen=True)
@@ -171,32 +183,50 @@ def probe_video(path: Path) -> VideoInfo:
     return VideoInfo(fps=fps, frame_count=count, width=width, height=height)
 
 
+def _seek(capture: cv2.VideoCapture, frame_number: int) -> bool:
+    """Position the decoder on ``frame_number`` (FFmpeg seeks to the keyframe before it and
+    decodes forward); False when the container does not allow an exact seek."""
+    if frame_number == 0:
+        return True
+    capture.set(cv2.CAP_PROP_POS_FRAMES, frame_number)
+    return int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == frame_number
+
+
 def sample_frames(
-    path: Path, info: VideoInfo, sample_fps: float, max_frames: int
+    path: Path,
+    info: VideoInfo,
+    sample_fps: float,
+    max_frames: int,
+    first: int = 0,
+    end: int | None = None,
 ) -> Iterator[SampledFrame]:
-    """Yield frames at ``sample_fps`` by decoding sequentially (grab every frame, retrieve only
-    the sampled ones): seeking before each sample is several times slower with H.264."""
+    """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at
+    ``sample_fps``: one seek to the first, then sequential decoding (grab every frame, retrieve
+    only sampled ones), since seeking before each sample is several times slower with H.264."""
+    end = min(info.expected_samples(sample_fps, max_frames), end if end is not None else 1 << 62)
+    if first >= end:
+        return
     capture = _open_capture(path)
-    step = 1.0 / sample_fps
-    next_time = 0.0
-    sampled = 0
-    frame_number = 0
+    k = first
+    target = info.frame_for_sample(k, sample_fps)
+    yielded = 0
     try:
-        while sampled < max_frames:
-            if not capture.grab():
-                break
-            timestamp = frame_number / info.fps
-            if timestamp + 1e-6 >= next_time:
+        frame_number = info.frame_for_sample(first, sample_fps)
+        if not _seek(capture, frame_number):
+            capture.release()  # inexact seek: decode from the start instead
+            capture = _open_capture(path)
+            frame_number = 0
+        while k < end and capture.grab():
+            if frame_number == target:
                 ok, bgr = capture.retrieve()
                 if ok and bgr is not None:
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    yield SampledFrame(sampled, frame_number, round(timestamp, 3), rgb)
-                    sampled += 1
-                # Catch up without drift if a frame was skipped or the rate is irregular.
-                while next_time <= timestamp + 1e-6:
-                    next_time += step
+                    yield SampledFrame(k, frame_number, round(frame_number / info.fps, 3), rgb)
+                    yielded += 1
+                k += 1
+                target = info.frame_for_sample(k, sample_fps)
             frame_number += 1
     finally:
         capture.release()
-    if sampled == 0:
+    if yielded == 0 and first == 0:
         raise MediaError("no frame of the video could be decoded", code="video_no_frames")

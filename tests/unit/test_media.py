@@ -112,3 +112,22 @@ def test_rotation_metadata_is_honoured(tmp_path, face_crops):
     assert (info.width, info.height) == (240, 320)
     frame = next(sample_frames(path, info, 1.0, 1))
     assert frame.rgb.shape == (320, 240, 3)
+
+
+@pytest.mark.parametrize("name", ["western_fake.mp4", "yhffcuhhjy.mp4"])
+def test_ranges_of_samples_decode_to_the_same_frames_as_one_pass(video_paths, name):
+    import numpy as np
+
+    path = next(p for p in video_paths if p.name == name)
+    info = probe_video(path)
+    whole = list(sample_frames(path, info, 2.0, 1000))
+    pieces = [f for first, end in ((0, 7), (7, 15), (15, 1000))
+              for f in sample_frames(path, info, 2.0, 1000, first=first, end=end)]
+    assert [(f.index, f.frame_number) for f in pieces] == [(f.index, f.frame_number) for f in whole]
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(pieces, whole, strict=True))
+
+
+def test_sampling_never_exceeds_the_frame_rate(video_paths):
+    info = probe_video(video_paths[0])
+    frames = list(sample_frames(video_paths[0], info, 1000.0, 40))
+    assert [f.frame_number for f in frames] == list(range(40))
