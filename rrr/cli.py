@@ -200,7 +200,7 @@ def explain(image: Path, output: Path) -> None:
     picture matches what GET /v1/jobs/<id>/heatmap serves for the same image.
     """
     from shared.errors import DetectionError
-    from worker.tasks import get_analyzer
+    from worker.pipeline import get_analyzer
 
     require_weights()
     try:

@@ -118,3 +118,26 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SegmentStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class Segment(Base):
+    """A stretch of a video job's samples that one task analyses; any worker may take it."""
+
+    __tablename__ = "segments"
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_sample: Mapped[int] = mapped_column(Integer)
+    end_sample: Mapped[int] = mapped_column(Integer)  # exclusive
+    status: Mapped[str] = mapped_column(String(16), default=SegmentStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float | None] = mapped_column(Float)  # how long the task took, once done
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

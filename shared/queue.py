@@ -11,6 +11,7 @@ from celery import Celery
 from shared.config import settings
 
 TASK_NAME = "rrr.process_job"
+SEGMENT_TASK_NAME = "rrr.process_segment"
 IMAGE_QUEUE = "images"  # single images and batches: short tasks
 VIDEO_QUEUE = "videos"  # long tasks, kept apart so they cannot starve image jobs
 # Redis redelivers an unacknowledged message after this long; it must exceed the longest task.
@@ -50,7 +51,7 @@ def make_celery() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=IMAGE_QUEUE,
-        task_routes={TASK_NAME: {"queue": IMAGE_QUEUE}},
+        task_routes={TASK_NAME: {"queue": IMAGE_QUEUE}, SEGMENT_TASK_NAME: {"queue": VIDEO_QUEUE}},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -64,6 +65,11 @@ def publish_job(job_id: str, kind: str) -> None:
     """Enqueue a job by id; call only after the job row is committed."""
     queue = VIDEO_QUEUE if kind == "video" else IMAGE_QUEUE
     celery_app.send_task(TASK_NAME, args=[job_id], queue=queue)
+
+
+def publish_segment(job_id: str, index: int, attempt: int) -> None:
+    """Enqueue one segment of a video job (any worker on the video queue may take it)."""
+    celery_app.send_task(SEGMENT_TASK_NAME, args=[job_id, index, attempt], queue=VIDEO_QUEUE)
 
 
 def broker_reachable(timeout_s: float = 2.0) -> bool:

@@ -101,3 +101,20 @@ def override_settings(monkeypatch):
     yield apply
     monkeypatch.undo()
     reload_settings()
+
+
+def run_job_here(job_id: str) -> None:
+    """Do in this process what the workers would: run the job's task, then (for a video) each
+    of its segment tasks. The tasks' own functions, without a broker in between."""
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.models import Job, Segment
+    from worker.tasks import process_job, process_segment
+
+    process_job.run(job_id)
+    with session_scope() as session:
+        attempt = session.get(Job, job_id).attempts
+        indices = list(session.scalars(select(Segment.index).where(Segment.job_id == job_id)))
+    for index in indices:
+        process_segment.run(job_id, index, attempt)

@@ -14,16 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from shared.detector import Detector
+from shared.config import settings
+from shared.detector import Detector, get_detector
 from shared.errors import DetectionError
 from shared.explain import overlay, png_bytes
 from shared.faces import FaceDetector, crop_face, crop_region
-from shared.media import SampledFrame, decode_image, probe_video, sample_frames
+from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 
 # progress callback: (done, total) -> False when the job should stop (e.g. it was canceled)
 ProgressFn = Callable[[int, int], bool]
+# per-frame rows callback: rows -> False when the job should stop
+FramesFn = Callable[[list[dict[str, Any]]], bool]
 
 
 class Canceled(Exception):
@@ -149,18 +152,19 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------ videos
 
-    def analyze_video(
-        self, path: Path, sample_fps: float, max_frames: int, progress: ProgressFn
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Returns (result, per-frame rows). Faces of several frames are scored in one batch."""
-        t0 = time.perf_counter()
-        info = probe_video(path)
-        total = info.expected_samples(sample_fps, max_frames)
-        if not progress(0, total):
-            raise Canceled()
-        frames: list[dict[str, Any]] = []
+    def analyze_segment(
+        self,
+        path: Path,
+        info: VideoInfo,
+        sample_fps: float,
+        max_frames: int,
+        first: int,
+        end: int | None,
+        on_frames: FramesFn,
+    ) -> None:
+        """Score samples ``first`` .. ``end - 1`` of a video, handing per-frame rows to
+        ``on_frames`` every FRAMES_PER_BATCH frames (faces of those frames form one batch)."""
         pending: list[SampledFrame] = []
-        timings = {"decode_detect": 0.0, "infer": 0.0}
 
         def flush() -> None:
             boxes_per_frame = []
@@ -169,49 +173,72 @@ class Analyzer:
                 found = self.faces.detect(frame.rgb)
                 boxes_per_frame.append([face.box for face in found])
                 crops.extend(crop_face(frame.rgb, face.box, self.face_padding) for face in found)
-            t_infer = time.perf_counter()
             probs = iter(self.detector.score(crops).tolist())
-            timings["infer"] += time.perf_counter() - t_infer
+            rows = []
             for frame, boxes in zip(pending, boxes_per_frame, strict=True):
                 faces = [self._face(box, next(probs)) for box in boxes]
-                worst = max((f["probability_fake"] for f in faces), default=None)
-                frames.append(
+                rows.append(
                     {
                         "index": frame.index,
                         "frame_number": frame.frame_number,
                         "timestamp_s": frame.timestamp_s,
-                        "probability_fake": worst,
+                        "probability_fake": max(
+                            (f["probability_fake"] for f in faces), default=None
+                        ),
                         "faces": faces,
                     }
                 )
             pending.clear()
-            # the estimate from the container can be short; never report done > total
-            if not progress(len(frames), max(total, len(frames))):
+            if not on_frames(rows):
                 raise Canceled()
 
-        for frame in sample_frames(path, info, sample_fps, max_frames):
+        for frame in sample_frames(path, info, sample_fps, max_frames, first, end):
             pending.append(frame)
             if len(pending) >= FRAMES_PER_BATCH:
                 flush()
         if pending:
             flush()
-        elapsed = time.perf_counter() - t0
-        timings["decode_detect"] = elapsed - timings["infer"]
-        result = self.aggregate_video(frames, sample_fps)
+
+    def video_result(
+        self, info: VideoInfo, frames: list[dict[str, Any]], sample_fps: float
+    ) -> dict[str, Any]:
+        """The verdict and facts of a whole video from all its per-frame rows, in order."""
+        rate = info.effective_sample_fps(sample_fps)
+        result = self.aggregate_video(frames, rate)
         result.update(
             {
                 "frames_total": info.frame_count,
                 "frames_analyzed": len(frames),
                 "duration_s": round(info.duration_s, 3),
                 "fps": round(info.fps, 3),
-                "sample_fps": sample_fps,
+                "sample_fps": rate,
                 "width": info.width,
                 "height": info.height,
                 "model": self.detector.info.as_dict(),
-                "timings_ms": {k: round(v * 1000, 1) for k, v in timings.items()}
-                | {"total": round(elapsed * 1000, 1)},
             }
         )
+        return result
+
+    def analyze_video(
+        self, path: Path, sample_fps: float, max_frames: int, progress: ProgressFn
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A whole video in this process: (result, per-frame rows). The service splits long
+        videos into segments instead (worker/tasks.py); evaluation and tests use this."""
+        t0 = time.perf_counter()
+        info = probe_video(path)
+        total = info.expected_samples(sample_fps, max_frames)
+        if not progress(0, total):
+            raise Canceled()
+        frames: list[dict[str, Any]] = []
+
+        def collect(rows: list[dict[str, Any]]) -> bool:
+            frames.extend(rows)
+            # the container's frame count can be short; never report done > total
+            return progress(len(frames), max(total, len(frames)))
+
+        self.analyze_segment(path, info, sample_fps, max_frames, 0, None, collect)
+        result = self.video_result(info, frames, sample_fps)
+        result["timings_ms"] = {"total": round((time.perf_counter() - t0) * 1000, 1)}
         return result, frames
 
     def aggregate_video(self, frames: list[dict[str, Any]], sample_fps: float) -> dict[str, Any]:
@@ -257,3 +284,26 @@ class Analyzer:
             "confidence": round(max(p, 1.0 - p), 6),
             **base,
         }
+
+
+_face_detector: FaceDetector | None = None
+
+
+def get_analyzer(threshold: float | None = None) -> Analyzer:
+    """The analyzer of this process, from settings; the model and face detector are loaded
+    once per process and shared. ``threshold`` overrides RRR_THRESHOLD and the model's own."""
+    global _face_detector
+    detector = get_detector(settings.weights_path, settings.inference_threads, settings.engine)
+    if _face_detector is None:
+        _face_detector = FaceDetector()
+    if threshold is None:
+        threshold = settings.threshold
+    if threshold is None:
+        threshold = detector.config.threshold
+    return Analyzer(
+        detector=detector,
+        faces=_face_detector,
+        threshold=float(threshold),
+        face_padding=settings.face_padding,
+        max_image_pixels=settings.max_image_pixels,
+    )

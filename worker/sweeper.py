@@ -15,7 +15,7 @@ from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
 from shared.models import utcnow
-from shared.queue import publish_job
+from shared.queue import publish_job, publish_segment
 from shared.storage import get_storage
 
 log = logging.getLogger("rrr.sweeper")
@@ -34,9 +34,17 @@ def sweep_once() -> list[str]:
             requeue_after_s=settings.requeue_after_s,
             deadline_s=settings.job_deadline_s,
         )
+        segments = jobs.sweep_segments(
+            session,
+            stale_after_s=settings.stale_after_s,
+            requeue_after_s=settings.requeue_after_s,
+        )
     for job_id, kind in chosen:
         publish_job(job_id, kind)
         log.warning("job %s: re-published (message or worker lost)", job_id)
+    for job_id, index, attempt in segments:
+        publish_segment(job_id, index, attempt)
+        log.warning("job %s: segment %d re-published (message or worker lost)", job_id, index)
     purge_expired()
     return [job_id for job_id, _ in chosen]
 

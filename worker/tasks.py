@@ -1,7 +1,8 @@
-"""Celery tasks: thin wrappers that claim a job, run the pipeline and record the outcome.
+"""Celery tasks: thin wrappers that claim work, run the pipeline and record the outcome.
 
-Re-running a task is harmless: a terminal job is left alone, and per-frame rows are replaced,
-not appended.
+``process_job`` handles a whole image or batch, and plans a video into segments;
+``process_segment`` analyses one segment of a video (worker/videos.py). Re-running either is
+harmless: finished work is left alone and per-frame rows are replaced, never appended.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +22,16 @@ from sqlalchemy.exc import OperationalError
 from shared import jobs, metrics
 from shared.config import settings
 from shared.db import session_scope
-from shared.detector import get_detector
 from shared.errors import DetectionError, MediaError
-from shared.faces import FaceDetector
 from shared.logs import configure_logging, current_job
 from shared.models import JobStatus
-from shared.queue import TASK_NAME, celery_app
+from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, celery_app
 from shared.storage import get_storage, heatmap_key
-from worker.pipeline import Analyzer, Canceled
+from worker import videos
+from worker.pipeline import Canceled, get_analyzer
 from worker.sweeper import start_sweeper
 
 log = logging.getLogger("rrr.worker")
-_face_detector: FaceDetector | None = None
-
-
-def get_analyzer(threshold: float | None = None) -> Analyzer:
-    """Built from process-wide singletons: the model and face detector load once per process."""
-    global _face_detector
-    detector = get_detector(settings.weights_path, settings.inference_threads, settings.engine)
-    if _face_detector is None:
-        _face_detector = FaceDetector()
-    if threshold is None:
-        threshold = settings.threshold
-    if threshold is None:
-        threshold = detector.config.threshold
-    return Analyzer(
-        detector=detector,
-        faces=_face_detector,
-        threshold=float(threshold),
-        face_padding=settings.face_padding,
-        max_image_pixels=settings.max_image_pixels,
-    )
 
 
 @setup_logging.connect
@@ -68,13 +49,15 @@ def _on_worker_ready(**_: Any) -> None:
     start_sweeper()
 
 
-@celery_app.task(
-    name=TASK_NAME,
-    autoretry_for=(OperationalError,),  # the database was unreachable: try again later
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+RETRY = {
+    "autoretry_for": (OperationalError,),  # the database was unreachable: try again later
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
+
+
+@celery_app.task(name=TASK_NAME, **RETRY)
 def process_job(job_id: str) -> None:
     token = current_job.set(job_id)
     try:
@@ -83,16 +66,44 @@ def process_job(job_id: str) -> None:
         current_job.reset(token)
 
 
-def _progress(job_id: str, attempt: int):
-    def report(done: int, total: int) -> bool:
-        with session_scope() as session:
-            return jobs.set_progress(session, job_id, attempt, done, total)
+@celery_app.task(name=SEGMENT_TASK_NAME, **RETRY)
+def process_segment(job_id: str, index: int, attempt: int) -> None:
+    token = current_job.set(job_id)
+    try:
+        with recorded_outcome(job_id, attempt):
+            videos.run_segment(job_id, index, attempt)
+    finally:
+        current_job.reset(token)
 
-    return report
+
+@contextmanager
+def recorded_outcome(job_id: str, attempt: int) -> Iterator[None]:
+    """Turn what the work raised into the job's outcome: media problems fail the job with their
+    code, unexpected errors with ``internal_error``; database trouble propagates so that
+    Celery retries the task; a job that stopped being ours is left as it is."""
+    try:
+        yield
+    except Canceled:
+        log.info("job %s: stopped (canceled or taken over)", job_id)
+    except DetectionError as exc:
+        _fail(job_id, attempt, exc.code, exc.message)
+        log.info("job %s: failed: %s", job_id, exc.code)
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("job %s: internal error", job_id)
+        _fail(job_id, attempt, "internal_error",
+              "the worker hit an unexpected error analysing this upload; it has been logged")
+
+
+def _fail(job_id: str, attempt: int, code: str, message: str) -> None:
+    with session_scope() as session:
+        if jobs.mark_failed(session, job_id, code, message, attempt):
+            metrics.observe(session, {}, failure=code)
 
 
 def run_job(job_id: str) -> None:
-    """Claim the job, analyse its media, write the outcome. Safe to call twice."""
+    """Claim the job and analyse it (a video: plan its segments). Safe to call twice."""
     with session_scope() as session:
         job = session.get(jobs.Job, job_id)
         if job is None or JobStatus(job.status).is_terminal():
@@ -112,40 +123,21 @@ def run_job(job_id: str) -> None:
         kind, inputs, params = job.kind, list(job.inputs), dict(job.params)
 
     log.info("job %s: running (%s, attempt %d)", job_id, kind, attempt)
-    started = time.perf_counter()
-    try:
-        result, frames = _analyze(kind, inputs, params, job_id, attempt)
+    with recorded_outcome(job_id, attempt):
+        if kind == "video":
+            videos.plan(job_id, attempt, inputs[0], params)
+            return
+        started = time.perf_counter()
+        result = _analyze(kind, inputs, params, job_id, attempt)
         with session_scope() as session:
-            if frames is not None:
-                jobs.replace_frames(session, job_id, frames)
             if not jobs.mark_succeeded(session, job_id, attempt, result):
-                raise Canceled()  # rolls back the frames written above
+                raise Canceled()
             metrics.observe(session, _stage_seconds(kind, result, started))
         log.info("job %s: succeeded", job_id)
-    except Canceled:
-        log.info("job %s: stopped (canceled or taken over)", job_id)
-    except DetectionError as exc:
-        with session_scope() as session:
-            if jobs.mark_failed(session, job_id, exc.code, exc.message, attempt):
-                metrics.observe(session, {}, failure=exc.code)
-        log.info("job %s: failed: %s", job_id, exc.code)
-    except OperationalError:
-        raise  # database trouble: let Celery retry the task
-    except Exception:
-        log.exception("job %s: internal error", job_id)
-        with session_scope() as session:
-            if jobs.mark_failed(
-                session,
-                job_id,
-                "internal_error",
-                "the worker hit an unexpected error analysing this upload; it has been logged",
-                attempt,
-            ):
-                metrics.observe(session, {}, failure="internal_error")
 
 
 def _stage_seconds(kind: str, result: dict[str, Any], started: float) -> dict[str, float]:
-    """The job's wall time and, for single images and videos, its stage timings."""
+    """The job's wall time and, for single images, its stage timings."""
     stages = {f"job_{kind}": time.perf_counter() - started}
     for stage, ms in (result.get("timings_ms") or {}).items():
         if stage != "total":
@@ -155,10 +147,14 @@ def _stage_seconds(kind: str, result: dict[str, Any], started: float) -> dict[st
 
 def _analyze(
     kind: str, inputs: list[dict[str, Any]], params: dict[str, Any], job_id: str, attempt: int
-) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+) -> dict[str, Any]:
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
-    progress = _progress(job_id, attempt)
+
+    def progress(done: int, total: int) -> bool:
+        with session_scope() as session:
+            return jobs.set_progress(session, job_id, attempt, done, total)
+
     with ExitStack() as stack:
         paths: list[Path | None] = [
             stack.enter_context(storage.local_path(item["key"])) if item.get("key") else None
@@ -171,7 +167,7 @@ def _analyze(
             if heatmap is not None:
                 storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
             result["heatmap"] = heatmap is not None
-            return result, None
+            return result
         if kind == "batch":
             items = [
                 (
@@ -183,12 +179,5 @@ def _analyze(
                 )
                 for item, path in zip(inputs, paths, strict=True)
             ]
-            return analyzer.analyze_batch(items, progress), None
-        if kind == "video":
-            return analyzer.analyze_video(
-                paths[0],
-                sample_fps=float(params.get("sample_fps", settings.sample_fps)),
-                max_frames=int(params.get("max_frames", settings.max_frames)),
-                progress=progress,
-            )
+            return analyzer.analyze_batch(items, progress)
     raise ValueError(f"unknown job kind {kind!r}")

@@ -1,7 +1,7 @@
 """Every input a user can send gets a clear answer and leaves the service healthy.
 
 Each case is submitted through the real API (test client); accepted jobs are then run by the
-real worker code (``worker.tasks.run_job``, in this process). An answer is either a clean 4xx in
+real worker tasks (``tests.conftest.run_job_here``, in this process). An answer is either a clean 4xx in
 the JSON error shape, or a terminal job whose failure (or failed batch item) carries a
 machine-readable code and a message. Media are generated here or read from ../shared/data.
 """
@@ -16,8 +16,8 @@ import pytest
 
 from shared.config import settings
 from tests import media
+from tests.conftest import run_job_here
 from worker.sweeper import purge_expired
-from worker.tasks import run_job
 
 
 def _jpeg() -> bytes:
@@ -101,7 +101,7 @@ def _submit(client, files, **form):
 
 
 def _run(client, job_id: str) -> dict:
-    run_job(job_id)  # the worker's own entry point; it must never raise on bad media
+    run_job_here(job_id)  # the worker's own tasks; they must never raise on bad media
     job = client.get(f"/v1/jobs/{job_id}").get_json()
     assert job["status"] in ("succeeded", "failed"), job
     if job["status"] == "failed":

@@ -7,7 +7,7 @@ import io
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import media
-from worker.tasks import run_job
+from tests.conftest import run_job_here
 
 
 def _scrape(client) -> dict[tuple[str, tuple], float]:
@@ -23,7 +23,7 @@ def _scrape(client) -> dict[tuple[str, tuple], float]:
 def _run(client, data: bytes, name: str) -> str:
     job = client.post("/v1/jobs", data={"file": (io.BytesIO(data), name)},
                       content_type="multipart/form-data").get_json()
-    run_job(job["id"])
+    run_job_here(job["id"])
     return job["id"]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from shared.explain import overlay
 from shared.media import decode_image
-from worker.tasks import get_analyzer
+from worker.pipeline import get_analyzer
 
 
 def test_gradcam_map_matches_crop(face_crops):

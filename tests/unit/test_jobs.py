@@ -128,18 +128,56 @@ def test_sweep_fails_jobs_past_their_deadline(migrated):
     assert job.status == JobStatus.FAILED and job.error_code == "deadline_exceeded"
 
 
-def test_replacing_frames_is_idempotent(migrated):
-    job_id = _new_job()
+def test_segment_frames_replace_their_own_rows(migrated):
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        attempt = jobs.mark_running(session, job_id, STALE)
+        assert jobs.plan_segments(session, job_id, attempt, [(0, 5), (5, 9)], {"fps": 30}) == [0, 1]
     frames = [
         {"index": i, "frame_number": i * 30, "timestamp_s": float(i), "probability_fake": 0.1,
          "faces": []}
         for i in range(5)
     ]
-    with session_scope() as session:
-        jobs.replace_frames(session, job_id, frames)
-    with session_scope() as session:
-        jobs.replace_frames(session, job_id, frames)
+    for _ in range(2):  # the segment ran twice (a redelivered message)
+        with session_scope() as session:
+            assert jobs.claim_segment(session, job_id, 0, attempt, 0) is not None
+            assert jobs.add_segment_frames(session, job_id, 0, attempt, frames)
     with session_scope() as session:
         assert jobs.count_frames(session, job_id) == 5
+        assert jobs.get_job(session, job_id).progress_done == 5
         page = jobs.list_frames(session, job_id, offset=3, limit=10)
         assert [row.index for row in page] == [3, 4]
+        assert jobs.finish_segment(session, job_id, 0, attempt, 1.0) is False
+        assert jobs.finish_segment(session, job_id, 1, attempt, 1.0) is True
+
+
+def test_segments_refuse_a_superseded_claim(migrated):
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        first = jobs.mark_running(session, job_id, STALE)
+        jobs.plan_segments(session, job_id, first, [(0, 3)], {})
+    _age(job_id, updated_at=STALE + 1)
+    with session_scope() as session:
+        second = jobs.mark_running(session, job_id, STALE)
+        assert jobs.plan_segments(session, job_id, second, [(0, 3)], {}) == [0]
+        assert jobs.claim_segment(session, job_id, 0, first, STALE) is None
+        assert not jobs.add_segment_frames(session, job_id, 0, first, [])
+        assert jobs.claim_segment(session, job_id, 0, second, STALE) is not None
+
+
+def test_sweep_republishes_a_stale_segment_and_aggregates_orphans(migrated):
+    from shared.models import Segment
+
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        attempt = jobs.mark_running(session, job_id, STALE)
+        jobs.plan_segments(session, job_id, attempt, [(0, 3), (3, 6)], {})
+        jobs.claim_segment(session, job_id, 0, attempt, STALE)
+        session.execute(update(Segment).where(Segment.job_id == job_id, Segment.index == 0)
+                        .values(updated_at=utcnow() - timedelta(seconds=STALE + 1)))
+    with session_scope() as session:
+        chosen = jobs.sweep_segments(session, stale_after_s=STALE, requeue_after_s=600)
+        assert (job_id, 0, attempt) in chosen and (job_id, 1, attempt) not in chosen
+        # the job itself is watched through its segments, not re-published whole
+        assert job_id not in [j for j, _ in jobs.sweep(
+            session, stale_after_s=0, requeue_after_s=600, deadline_s=3600)]

@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from shared.errors import MediaError
-from worker.pipeline import Canceled
-from worker.tasks import get_analyzer
+from worker.pipeline import Canceled, get_analyzer
 
 
 @pytest.fixture(scope="module")

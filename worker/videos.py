@@ -1,0 +1,106 @@
+"""Videos at scale: a video job is split into segments of RRR_SEGMENT_SECONDS of video, each a
+task any worker can take; the worker that finishes the last segment aggregates the verdict.
+
+Samples are a pure function of their index (shared/media.py), so a segment decodes exactly the
+frames a single pass would: the per-frame rows, and so the verdict, do not depend on how many
+workers took part. Every segment task stays far below the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from shared import jobs, metrics
+from shared.config import settings
+from shared.db import session_scope
+from shared.media import VideoInfo, probe_video
+from shared.models import Job, utcnow
+from shared.queue import publish_segment
+from shared.storage import get_storage
+from worker.pipeline import Canceled, get_analyzer
+
+log = logging.getLogger("rrr.worker")
+
+
+def _sampling(params: dict[str, Any]) -> tuple[float, int]:
+    return (
+        float(params.get("sample_fps", settings.sample_fps)),
+        int(params.get("max_frames", settings.max_frames)),
+    )
+
+
+def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[tuple[int, int]]:
+    """[first, end) sample ranges covering the video, RRR_SEGMENT_SECONDS of video each."""
+    total = info.expected_samples(sample_fps, max_frames)
+    per = max(1, math.ceil(settings.segment_seconds * info.effective_sample_fps(sample_fps)))
+    return [(first, min(first + per, total)) for first in range(0, total, per)]
+
+
+def plan(job_id: str, attempt: int, upload: dict[str, Any], params: dict[str, Any]) -> None:
+    """Probe the video, record its segments and publish one task for each still to do."""
+    sample_fps, max_frames = _sampling(params)
+    with get_storage().local_path(upload["key"]) as path:
+        info = probe_video(path)
+    ranges = segment_ranges(info, sample_fps, max_frames)
+    probe = {"fps": info.fps, "frame_count": info.frame_count, "width": info.width,
+             "height": info.height}
+    with session_scope() as session:
+        todo = jobs.plan_segments(session, job_id, attempt, ranges, probe)
+    if todo is None:
+        raise Canceled()
+    for index in todo:
+        publish_segment(job_id, index, attempt)
+    log.info("job %s: %d segment(s) of %d sampled frames published", job_id, len(todo),
+             ranges[-1][1] if ranges else 0)
+
+
+def run_segment(job_id: str, index: int, attempt: int) -> None:
+    """Analyse one segment; if it was the last, write the video's verdict."""
+    with session_scope() as session:
+        segment = jobs.claim_segment(session, job_id, index, attempt, settings.stale_after_s)
+        if segment is None:
+            return  # done already, taken by a live worker, or the job is over
+        job = session.get(Job, job_id)
+        first, end = segment.first_sample, segment.end_sample
+        params, upload = dict(job.params), dict(job.inputs[0])
+    info = VideoInfo(**params["_probe"])
+    sample_fps, max_frames = _sampling(params)
+    analyzer = get_analyzer(params.get("threshold"))
+    started = time.perf_counter()
+
+    def store(rows: list[dict[str, Any]]) -> bool:
+        with session_scope() as session:
+            return jobs.add_segment_frames(session, job_id, index, attempt, rows)
+
+    with get_storage().local_path(upload["key"]) as path:
+        analyzer.analyze_segment(path, info, sample_fps, max_frames, first, end, store)
+    seconds = time.perf_counter() - started
+    with session_scope() as session:
+        last = jobs.finish_segment(session, job_id, index, attempt, seconds)
+        if last is None:
+            raise Canceled()
+        metrics.observe(session, {"video_segment": seconds})
+    log.info("job %s: segment %d (samples %d-%d) done in %.1f s", job_id, index, first, end - 1,
+             seconds)
+    if last:
+        _aggregate(job_id, attempt, info, sample_fps, params)
+
+
+def _aggregate(job_id: str, attempt: int, info: VideoInfo, sample_fps: float,
+               params: dict[str, Any]) -> None:
+    analyzer = get_analyzer(params.get("threshold"))
+    with session_scope() as session:
+        frames = jobs.all_frames(session, job_id)
+        durations = jobs.segment_durations(session, job_id)
+        job = session.get(Job, job_id)
+        wall = (utcnow() - job.started_at).total_seconds()
+        result = analyzer.video_result(info, frames, sample_fps)
+        result["segments"] = {"count": len(durations), "longest_s": round(max(durations), 3)}
+        result["timings_ms"] = {"total": round(wall * 1000, 1)}
+        if not jobs.mark_succeeded(session, job_id, attempt, result):
+            raise Canceled()
+        metrics.observe(session, {"job_video": wall})
+    log.info("job %s: succeeded (%d frames, %d segments)", job_id, len(frames), len(durations))
