@@ -11,7 +11,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from shared import jobs
+from shared import jobs, segments
 from shared.config import settings
 from shared.db import session_scope
 from shared.models import utcnow
@@ -34,7 +34,7 @@ def sweep_once() -> list[str]:
             requeue_after_s=settings.requeue_after_s,
             deadline_s=settings.job_deadline_s,
         )
-        segments = jobs.sweep_segments(
+        lost_segments = segments.sweep_segments(
             session,
             stale_after_s=settings.stale_after_s,
             requeue_after_s=settings.requeue_after_s,
@@ -42,7 +42,7 @@ def sweep_once() -> list[str]:
     for job_id, kind in chosen:
         publish_job(job_id, kind)
         log.warning("job %s: re-published (message or worker lost)", job_id)
-    for job_id, index, attempt in segments:
+    for job_id, index, attempt in lost_segments:
         publish_segment(job_id, index, attempt)
         log.warning("job %s: segment %d re-published (message or worker lost)", job_id, index)
     purge_expired()

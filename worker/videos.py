@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from shared import jobs, metrics
+from shared import jobs, metrics, segments
 from shared.config import settings
 from shared.db import session_scope
 from shared.media import VideoInfo, probe_video
@@ -48,7 +48,7 @@ def plan(job_id: str, attempt: int, upload: dict[str, Any], params: dict[str, An
     probe = {"fps": info.fps, "frame_count": info.frame_count, "width": info.width,
              "height": info.height}
     with session_scope() as session:
-        todo = jobs.plan_segments(session, job_id, attempt, ranges, probe)
+        todo = segments.plan_segments(session, job_id, attempt, ranges, probe)
     if todo is None:
         raise Canceled()
     for index in todo:
@@ -60,7 +60,7 @@ def plan(job_id: str, attempt: int, upload: dict[str, Any], params: dict[str, An
 def run_segment(job_id: str, index: int, attempt: int) -> None:
     """Analyse one segment; if it was the last, write the video's verdict."""
     with session_scope() as session:
-        segment = jobs.claim_segment(session, job_id, index, attempt, settings.stale_after_s)
+        segment = segments.claim_segment(session, job_id, index, attempt, settings.stale_after_s)
         if segment is None:
             return  # done already, taken by a live worker, or the job is over
         job = session.get(Job, job_id)
@@ -73,13 +73,13 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
 
     def store(rows: list[dict[str, Any]]) -> bool:
         with session_scope() as session:
-            return jobs.add_segment_frames(session, job_id, index, attempt, rows)
+            return segments.add_segment_frames(session, job_id, index, attempt, rows)
 
     with get_storage().local_path(upload["key"]) as path:
         analyzer.analyze_segment(path, info, sample_fps, max_frames, first, end, store)
     seconds = time.perf_counter() - started
     with session_scope() as session:
-        last = jobs.finish_segment(session, job_id, index, attempt, seconds)
+        last = segments.finish_segment(session, job_id, index, attempt, seconds)
         if last is None:
             raise Canceled()
         metrics.observe(session, {"video_segment": seconds})
@@ -93,8 +93,8 @@ def _aggregate(job_id: str, attempt: int, info: VideoInfo, sample_fps: float,
                params: dict[str, Any]) -> None:
     analyzer = get_analyzer(params.get("threshold"))
     with session_scope() as session:
-        frames = jobs.all_frames(session, job_id)
-        durations = jobs.segment_durations(session, job_id)
+        frames = segments.all_frames(session, job_id)
+        durations = segments.segment_durations(session, job_id)
         job = session.get(Job, job_id)
         wall = (utcnow() - job.started_at).total_seconds()
         result = analyzer.video_result(info, frames, sample_fps)

@@ -1,8 +1,8 @@
 """Every input a user can send gets a clear answer and leaves the service healthy.
 
 Each case is submitted through the real API (test client); accepted jobs are then run by the
-real worker tasks (``tests.conftest.run_job_here``, in this process). An answer is either a clean 4xx in
-the JSON error shape, or a terminal job whose failure (or failed batch item) carries a
+real worker tasks (``tests.conftest.run_job_here``, in this process). An answer is either a
+clean 4xx in the JSON error shape, or a terminal job whose failure (or failed batch item) carries a
 machine-readable code and a message. Media are generated here or read from ../shared/data.
 """
 

@@ -1,0 +1,68 @@
+"""Video segments: planning, claims, idempotent frame rows, recovery (SQLite via Alembic)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from shared import jobs, segments
+from shared.db import session_scope
+from shared.models import JobKind, utcnow
+from tests.unit.test_jobs import STALE, _age, _new_job
+
+
+def test_segment_frames_replace_their_own_rows(migrated):
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        attempt = jobs.mark_running(session, job_id, STALE)
+        planned = segments.plan_segments(session, job_id, attempt, [(0, 5), (5, 9)], {"fps": 30})
+        assert planned == [0, 1]
+    frames = [
+        {"index": i, "frame_number": i * 30, "timestamp_s": float(i), "probability_fake": 0.1,
+         "faces": []}
+        for i in range(5)
+    ]
+    for _ in range(2):  # the segment ran twice (a redelivered message)
+        with session_scope() as session:
+            assert segments.claim_segment(session, job_id, 0, attempt, 0) is not None
+            assert segments.add_segment_frames(session, job_id, 0, attempt, frames)
+    with session_scope() as session:
+        assert jobs.count_frames(session, job_id) == 5
+        assert jobs.get_job(session, job_id).progress_done == 5
+        page = jobs.list_frames(session, job_id, offset=3, limit=10)
+        assert [row.index for row in page] == [3, 4]
+        assert segments.finish_segment(session, job_id, 0, attempt, 1.0) is False
+        assert segments.finish_segment(session, job_id, 1, attempt, 1.0) is True
+
+
+def test_segments_refuse_a_superseded_claim(migrated):
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        first = jobs.mark_running(session, job_id, STALE)
+        segments.plan_segments(session, job_id, first, [(0, 3)], {})
+    _age(job_id, updated_at=STALE + 1)
+    with session_scope() as session:
+        second = jobs.mark_running(session, job_id, STALE)
+        assert segments.plan_segments(session, job_id, second, [(0, 3)], {}) == [0]
+        assert segments.claim_segment(session, job_id, 0, first, STALE) is None
+        assert not segments.add_segment_frames(session, job_id, 0, first, [])
+        assert segments.claim_segment(session, job_id, 0, second, STALE) is not None
+
+
+def test_sweep_republishes_a_stale_segment_and_aggregates_orphans(migrated):
+    from shared.models import Segment
+
+    job_id = _new_job(JobKind.VIDEO)
+    with session_scope() as session:
+        attempt = jobs.mark_running(session, job_id, STALE)
+        segments.plan_segments(session, job_id, attempt, [(0, 3), (3, 6)], {})
+        segments.claim_segment(session, job_id, 0, attempt, STALE)
+        session.execute(update(Segment).where(Segment.job_id == job_id, Segment.index == 0)
+                        .values(updated_at=utcnow() - timedelta(seconds=STALE + 1)))
+    with session_scope() as session:
+        chosen = segments.sweep_segments(session, stale_after_s=STALE, requeue_after_s=600)
+        assert (job_id, 0, attempt) in chosen and (job_id, 1, attempt) not in chosen
+        # the job itself is watched through its segments, not re-published whole
+        assert job_id not in [j for j, _ in jobs.sweep(
+            session, stale_after_s=0, requeue_after_s=600, deadline_s=3600)]
