@@ -55,9 +55,10 @@ class TorchEngine:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
+        device = next(self.model.parameters()).device  # CPU in the service; maybe a GPU in training
         with torch.inference_mode():
-            x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().numpy()
+            x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
 
 
 class OnnxEngine:

@@ -1,0 +1,151 @@
+"""Command line for training and evaluation: ``train_command`` and ``eval_command`` (click)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_DATA = "../shared/data/dfdc_faces"
+
+
+def _invocation() -> str:
+    """The command line as typed, e.g. ``python -m training.cli eval --split test``."""
+    prog = Path(sys.argv[0])
+    if prog.name == "cli.py":
+        head = "python -m training.cli"
+    elif prog.name == "__main__.py":
+        head = f"python -m {prog.parent.name}"
+    else:
+        head = prog.name
+    return " ".join([head, shlex.join(sys.argv[1:])])
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command("train")
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
+              help="Folder the labels CSV's file paths are relative to.")
+@click.option("--labels", "labels_csv", default=None,
+              help="Labels CSV [default: <data>/labels.csv].")
+@click.option("--run-dir", default="runs/b0", show_default=True,
+              help="Where checkpoints, logs and the split are written.")
+@click.option("--epochs", default=6.0, show_default=True, help="Length of the LR schedule.")
+@click.option("--input-size", default=128, show_default=True, help="Square crop side fed to B0.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=6e-4, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--weight-decay", default=0.02, show_default=True)
+@click.option("--warmup-steps", default=200, show_default=True)
+@click.option("--label-smoothing", default=0.05, show_default=True)
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from <run-dir>/last.pt when it exists.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop cleanly after this many wall-clock minutes of this invocation "
+              "(validated and resumable).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
+@click.option("--limit", type=int, default=None, help="At most this many images per split.")
+@click.option("--val-every", type=int, default=None, help="Also validate every N steps.")
+@click.option("--init", default="lite0", show_default=True,
+              help="'lite0' (ImageNet Lite0 transplant), 'none', or a checkpoint to start from.")
+def train_command(**kwargs: object) -> None:
+    """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
+    from training.train import TrainConfig, train
+
+    data_dir = Path(str(kwargs["data_dir"]))
+    if not data_dir.is_dir():
+        _fail(f"data folder not found: {data_dir}")
+    labels = kwargs["labels_csv"] or data_dir / "labels.csv"
+    if not Path(str(labels)).is_file():
+        _fail(f"labels CSV not found: {labels}")
+    init = str(kwargs["init"])
+    if init not in ("lite0", "none") and not Path(init).is_file():
+        _fail(f"--init checkpoint not found: {init}")
+    try:
+        summary = train(TrainConfig(**kwargs))  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    summary.pop("history", None)
+    click.echo(json.dumps(summary, indent=1))
+
+
+@click.command("eval")
+@click.option("--checkpoint", "checkpoint", default="weights/rrr-b0-v1.pt", show_default=True,
+              help="Checkpoint to evaluate (ours or the prototype's).")
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
+              help="Folder the labels CSV's file paths are relative to.")
+@click.option("--labels", "labels_csv", default=None,
+              help="Labels CSV [default: <data>/labels.csv].")
+@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test",
+              show_default=True, help="Which group-split part to report on ('all': every row).")
+@click.option("--threshold", type=float, default=None,
+              help="Fixed decision threshold [default: chosen on the validation split by "
+                   "Youden's J; the checkpoint's own threshold when there is no val split].")
+@click.option("--out-dir", default=None, help="Where metrics.json and PNGs go "
+              "[default: eval/<checkpoint name> under the run folder, or runs/eval-<name>].")
+@click.option("--out", "export_path", default=None,
+              help="Also write a shipped checkpoint here with the chosen threshold and metrics.")
+@click.option("--version", default="1", show_default=True, help="Version stamped by --out.")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--limit", type=int, default=None, help="At most this many images per split.")
+@click.option("--train-command", "train_cmd", default=None,
+              help="Command that produced the checkpoint, recorded by --out.")
+@click.option("--videos", "videos_csv", default=None,
+              help="Also judge the labelled videos in this CSV (columns file, label) through the "
+              "worker's own code path: sampling, face detection, the model, aggregation.")
+@click.option("--sample-fps", default=1.0, show_default=True, help="Video frames per second.")
+def eval_command(**kwargs: object) -> None:
+    """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
+    from training.evaluate import evaluate
+
+    checkpoint = Path(str(kwargs["checkpoint"]))
+    if not checkpoint.is_file():
+        _fail(f"checkpoint not found: {checkpoint}")
+    data_dir = Path(str(kwargs["data_dir"]))
+    labels = Path(str(kwargs["labels_csv"] or data_dir / "labels.csv"))
+    if not labels.is_file():
+        _fail(f"labels CSV not found: {labels}")
+    out_dir = kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"
+    try:
+        metrics = evaluate(
+            checkpoint=checkpoint, data_dir=data_dir, labels_csv=labels,
+            split=str(kwargs["split"]), out_dir=Path(str(out_dir)),
+            threshold=kwargs["threshold"], threads=int(kwargs["threads"]),  # type: ignore[arg-type]
+            limit=kwargs["limit"], export_path=kwargs["export_path"],  # type: ignore[arg-type]
+            version=str(kwargs["version"]), train_command=kwargs["train_cmd"],  # type: ignore[arg-type]
+            command=_invocation(),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if kwargs["videos_csv"]:
+        from training.videos import analyzer_for, evaluate_videos
+
+        videos_csv = Path(str(kwargs["videos_csv"]))
+        if not videos_csv.is_file():
+            _fail(f"videos CSV not found: {videos_csv}")
+        judged = Path(str(kwargs["export_path"] or checkpoint))
+        metrics["videos"] = evaluate_videos(
+            videos_csv, analyzer_for(judged, threads=int(kwargs["threads"])),  # type: ignore[arg-type]
+            sample_fps=float(kwargs["sample_fps"]),  # type: ignore[arg-type]
+        )
+        (Path(str(out_dir)) / "videos.json").write_text(json.dumps(metrics["videos"], indent=1))
+    click.echo(json.dumps(metrics, indent=1))
+
+
+@click.group()
+def _main() -> None:
+    """Training tools (until they are registered as ``rrr train`` / ``rrr eval``)."""
+
+
+_main.add_command(train_command)
+_main.add_command(eval_command)
+
+if __name__ == "__main__":
+    _main()

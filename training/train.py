@@ -1,0 +1,246 @@
+"""Fine-tune EfficientNet-B0 on the face crops; resumable, time-boxed, CPU-friendly."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from shared.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    preprocess,
+    save_checkpoint,
+)
+from training.data import (
+    SPLIT_SALT,
+    Sample,
+    augment,
+    predecode,
+    read_labels,
+    split_samples,
+    write_split,
+)
+from training.inference import predict_fake_prob
+from training.init import LITE0_LICENSE, transplant_lite0
+from training.metrics import roc_auc
+
+LAST = "last.pt"  # resumable state (model + optimiser + scheduler + step + RNG)
+BEST = "best.pt"  # best validation AUC so far, in the shipped checkpoint format
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; saved to ``<run_dir>/train_config.json``."""
+
+    data_dir: str = "../shared/data/dfdc_faces"
+    labels_csv: str | None = None  # default: <data_dir>/labels.csv
+    run_dir: str = "runs/b0"
+    epochs: float = 6.0
+    input_size: int = 128
+    batch_size: int = 32
+    lr: float = 6e-4
+    weight_decay: float = 0.02
+    warmup_steps: int = 200
+    label_smoothing: float = 0.05
+    dropout: float = 0.2
+    threads: int = 2
+    seed: int = 0
+    resume: bool = True
+    # stop cleanly (resumable) once this invocation has run this long (wall clock, decode and
+    # validation included; the final validation after the stop is not), so a deadline holds
+    # even when other processes slow the steps down
+    max_minutes: float | None = None
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs, tests)
+    limit: int | None = None  # use at most this many images per split (smoke runs, tests)
+    val_every: int | None = None  # validate every N steps as well as at each epoch end
+    init: str = "lite0"  # "lite0" (ImageNet Lite0 transplant), "none", or a checkpoint path
+    split_salt: str = SPLIT_SALT
+    extra: dict = field(default_factory=dict)
+
+
+def _subset(samples: list[Sample], limit: int | None) -> list[Sample]:
+    """Evenly spaced subset, so a small limit still mixes classes (the CSV is sorted by class)."""
+    if limit is None or len(samples) <= limit:
+        return samples
+    idx = np.linspace(0, len(samples) - 1, limit).round().astype(int)
+    return [samples[i] for i in idx]
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _initial_model(cfg: TrainConfig, model_config: ModelConfig) -> tuple[nn.Module, str]:
+    model = build_model(model_config)
+    if cfg.init == "lite0":
+        report = transplant_lite0(model, mean=model_config.mean, std=model_config.std)
+        return model, (
+            f"ImageNet EfficientNet-Lite0 transplant ({report.matched} tensors matched; SE blocks "
+            f"near-identity; head zero), {LITE0_LICENSE}"
+        )
+    if cfg.init == "none":
+        return model, "random (torchvision default)"
+    src, _, _ = load_checkpoint(cfg.init)
+    model.load_state_dict(src.state_dict())
+    return model, f"fine-tuned from checkpoint {cfg.init}"
+
+
+def _log(run_dir: Path, message: str) -> None:
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
+    tqdm.write(line)
+    with open(run_dir / "events.log", "a") as fh:
+        fh.write(line + "\n")
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training; returns a summary dict also written to ``summary.json``."""
+    t_invocation = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    labels_csv = cfg.labels_csv or str(Path(cfg.data_dir) / "labels.csv")
+
+    splits = split_samples(read_labels(labels_csv, cfg.data_dir), cfg.split_salt)
+    splits = {name: _subset(items, cfg.limit) for name, items in splits.items()}
+    write_split(splits, run_dir / "splits.json", cfg.split_salt)
+    train_set, val_set = splits["train"], splits["val"]
+    if len(train_set) < cfg.batch_size or not val_set:
+        raise ValueError(f"too few images: {len(train_set)} train, {len(val_set)} val")
+
+    model_config = ModelConfig(
+        version="dev", input_size=cfg.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        dropout=cfg.dropout,
+    )
+    model, init_desc = _initial_model(cfg, model_config)
+    model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, total_steps)
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    step, best_auc, history, train_seconds = 0, -1.0, [], 0.0
+    last_path = run_dir / LAST
+    if cfg.resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, best_auc = int(state["step"]), float(state["best_auc"])
+        history, train_seconds = list(state["history"]), float(state["train_seconds"])
+        _log(run_dir, f"resumed from {last_path} at step {step}")
+    else:
+        torch.manual_seed(cfg.seed)
+        _log(run_dir, f"init: {init_desc}")
+    _log(run_dir, f"device {device}, threads {cfg.threads}, train {len(train_set)} val "
+         f"{len(val_set)} images, {steps_per_epoch} steps/epoch, {total_steps} steps total")
+
+    train_images = predecode(train_set, cfg.input_size, "decode train")
+    val_images = predecode(val_set, cfg.input_size, "decode val")
+    train_labels = np.array([s.label for s in train_set], dtype=np.int64)
+    val_fake = np.array([s.label == 0 for s in val_set])
+
+    def save_last() -> None:
+        torch.save(
+            {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "best_auc": best_auc,
+                "torch_rng": torch.get_rng_state(), "history": history,
+                "train_seconds": train_seconds,
+            },
+            str(last_path) + ".tmp",
+        )
+        Path(str(last_path) + ".tmp").replace(last_path)
+
+    def validate() -> None:
+        nonlocal best_auc
+        t0 = time.monotonic()
+        probs = predict_fake_prob(model, list(val_images), model_config, 64, device)
+        auc = roc_auc(val_fake, probs)
+        acc = float(((probs >= 0.5) == val_fake).mean())
+        entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "val_auc": auc,
+                 "val_acc@0.5": acc, "train_minutes": round(train_seconds / 60, 2)}
+        history.append(entry)
+        improved = auc > best_auc
+        if improved:
+            best_auc = auc
+            meta = {"step": step, "val_auc": auc, "train_config": asdict(cfg), "init": init_desc,
+                    "train_minutes": round(train_seconds / 60, 2)}
+            save_checkpoint(model, model_config, run_dir / BEST, meta)
+        _log(run_dir, f"val step {step} epoch {entry['epoch']}: auc {auc:.4f} acc@0.5 {acc:.4f}"
+             f"{' (best)' if improved else ''} [{time.monotonic() - t0:.0f}s]")
+
+    model.train()
+    stopped = "finished"
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", mininterval=30)
+    running = []
+    while step < total_steps:
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            stopped = "max_steps"
+            break
+        if cfg.max_minutes is not None and time.monotonic() - t_invocation >= cfg.max_minutes * 60:
+            stopped = "max_minutes"
+            break
+        epoch, pos = divmod(step, steps_per_epoch)
+        # the permutation depends only on (seed, epoch): a resumed run picks up the same order
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+        idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
+        rng = np.random.default_rng([cfg.seed, epoch, pos, 1])
+        t0 = time.monotonic()
+        crops = [augment(train_images[i], rng) for i in idx]
+        x = torch.from_numpy(preprocess(crops, model_config)).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(train_labels[idx]).to(device)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        train_seconds += time.monotonic() - t0
+        running.append(loss.item())
+        bar.update(1)
+        if step % 50 == 0:
+            lr = scheduler.get_last_lr()[0]
+            _log(run_dir, f"step {step} loss {np.mean(running):.4f} lr {lr:.2e} "
+                 f"{train_seconds / max(step, 1):.2f}s/step(avg)")
+            running = []
+        if step % steps_per_epoch == 0 or (cfg.val_every and step % cfg.val_every == 0):
+            validate()
+            save_last()
+    bar.close()
+    if not history or history[-1]["step"] != step:
+        validate()
+    save_last()
+    summary = {
+        "stopped": stopped, "step": step, "total_steps": total_steps,
+        "epochs_done": round(step / steps_per_epoch, 3), "best_val_auc": best_auc,
+        "train_minutes": round(train_seconds / 60, 2),
+        "wall_minutes_this_invocation": round((time.monotonic() - t_invocation) / 60, 2),
+        "device": str(device),
+        "machine": f"{platform.machine()}, {cfg.threads} threads", "history": history,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    _log(run_dir, f"stopped ({stopped}) at step {step}; best val auc {best_auc:.4f}")
+    return summary
