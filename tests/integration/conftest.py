@@ -159,6 +159,14 @@ class Client:
         raise AssertionError(f"job {job_id} not finished after {timeout} s: {job}")
 
 
-@pytest.fixture()
-def client_for():
-    return Client
+def start_service(processes: Processes, workers: int = 1) -> Client:
+    """Schema upgrade, then `rrr api` on a free port and ``workers`` × `rrr worker`; ready."""
+    upgrade = processes.run("db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    port = free_port()
+    processes.start("api", "--port", str(port))
+    for _ in range(workers):
+        processes.start("worker")
+    client = Client(f"http://127.0.0.1:{port}")
+    client.wait_ready()
+    return client

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from tests.integration.conftest import Client, Processes, free_port
+from tests.integration.conftest import Client, Processes, free_port, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -30,23 +30,11 @@ def _video(video_paths, name="anndvqgoko.mp4"):
     return next(p for p in video_paths if p.name == name)
 
 
-def _start_service(processes: Processes, *, workers: int = 1) -> Client:
-    upgrade = processes.run("db", "upgrade")
-    assert upgrade.returncode == 0, upgrade.stderr
-    port = free_port()
-    processes.start("api", "--port", str(port))
-    for _ in range(workers):
-        processes.start("worker")
-    client = Client(f"http://127.0.0.1:{port}")
-    client.wait_ready()
-    return client
-
-
 def test_worker_killed_mid_video_job_still_succeeds(
     processes: Processes, redis_url, postgres_url, video_paths
 ):
     processes.env.update(RRR_DATABASE_URL=postgres_url, RRR_BROKER_URL=redis_url, **FAST_RECOVERY)
-    api = _start_service(processes)
+    api = start_service(processes)
     worker = processes.running[-1][0]
     job = api.submit([_video(video_paths)], sample_fps="4").json()
     deadline = time.monotonic() + 120
@@ -184,7 +172,7 @@ def test_database_outage_answers_503_then_recovers(
     proxy.open()
     via_proxy = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     processes.env.update(RRR_DATABASE_URL=via_proxy, RRR_BROKER_URL=redis_url, **FAST_RECOVERY)
-    api = _start_service(processes)
+    api = start_service(processes)
     before = api.submit([face_crops["real"][0]]).json()
     assert api.wait_job(before["id"])["status"] == "succeeded"
 
@@ -212,7 +200,7 @@ def test_database_outage_answers_503_then_recovers(
 
 def test_api_restart_loses_no_job(processes: Processes, redis_url, postgres_url, face_crops):
     processes.env.update(RRR_DATABASE_URL=postgres_url, RRR_BROKER_URL=redis_url, **FAST_RECOVERY)
-    api = _start_service(processes)
+    api = start_service(processes)
     ids = [api.submit([face_crops["fake"][i]]).json()["id"] for i in range(4)]
     api_process = processes.running[0][0]
     api_process.send_signal(signal.SIGTERM)

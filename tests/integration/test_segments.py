@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Client, Processes, free_port
+from tests.integration.conftest import Processes, start_service
 
 pytestmark = pytest.mark.integration
 
 
 def _run_with_workers(processes: Processes, workers: int, video) -> tuple[dict, list[dict]]:
-    port = free_port()
-    processes.start("api", "--port", str(port))
-    for _ in range(workers):
-        processes.start("worker")
-    api = Client(f"http://127.0.0.1:{port}")
-    api.wait_ready()
+    api = start_service(processes, workers)
     job = api.submit([video], sample_fps="2").json()
     done = api.wait_job(job["id"], timeout=300)
     assert done["status"] == "succeeded", done
@@ -34,7 +29,6 @@ def test_three_workers_give_the_same_rows_as_one(
         RRR_SEGMENT_SECONDS="2",  # a 10 s clip becomes 5 segments
         RRR_INFERENCE_THREADS="1",
     )
-    assert processes.run("db", "upgrade").returncode == 0
     video = next(p for p in video_paths if p.name == "western_fake.mp4")
     one_result, one = _run_with_workers(processes, 1, video)
     three_result, three = _run_with_workers(processes, 3, video)
