@@ -223,7 +223,7 @@ class Analyzer:
         self, path: Path, sample_fps: float, max_frames: int, progress: ProgressFn
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A whole video in this process: (result, per-frame rows). The service splits long
-        videos into segments instead (worker/tasks.py); evaluation and tests use this."""
+        videos into segments instead (worker/videos.py); evaluation and tests use this."""
         t0 = time.perf_counter()
         info = probe_video(path)
         total = info.expected_samples(sample_fps, max_frames)
