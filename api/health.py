@@ -32,7 +32,7 @@ def readyz():
     checks = {
         "database": _database_ok(),
         "broker": broker_reachable(),
-        "weights": settings.weights_path.is_file(),
+        "weights": settings.model_file.is_file(),
     }
     if all(checks.values()):
         return jsonify({"status": "ready", "checks": checks})

@@ -24,10 +24,11 @@ def fail(message: str) -> None:
 
 
 def require_weights() -> None:
-    if not settings.weights_path.is_file():
+    if not settings.model_file.is_file():
         fail(
-            f"model weights not found at {settings.weights_path}; the service cannot score faces "
-            "without them. Set RRR_WEIGHTS_PATH to a checkpoint (see weights/README.md)."
+            f"model weights not found at {settings.model_file}; the service cannot score faces "
+            "without them. Set RRR_WEIGHTS_PATH to a checkpoint with its exported .onnx file "
+            "beside it, or RRR_ENGINE=torch (see weights/README.md)."
         )
 
 
@@ -220,12 +221,14 @@ def explain(image: Path, output: Path) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ONNX file to write [default: the checkpoint's path with .onnx].")
 def export(checkpoint: Path | None, output: Path | None) -> None:
-    """Export the checkpoint to ONNX for the ONNX Runtime engine (RRR_ENGINE=onnx), and check
-    that both engines give the same probabilities."""
+    """Export the checkpoint to ONNX for the ONNX Runtime engine (the default), check that both
+    engines give the same probabilities and heatmaps, and record the file's sha256 in the
+    metadata.json beside it."""
     import numpy as np
 
     from shared.detector import Detector, OnnxEngine, TorchEngine
-    from shared.model import export_onnx, file_sha256, load_checkpoint
+    from shared.model import file_sha256
+    from shared.network import export_onnx, load_checkpoint
 
     checkpoint = checkpoint or settings.weights_path
     if not checkpoint.is_file():
@@ -234,13 +237,24 @@ def export(checkpoint: Path | None, output: Path | None) -> None:
     model, config, _ = load_checkpoint(checkpoint)
     export_onnx(model, config, output)
     crops = [np.random.default_rng(i).integers(0, 255, (150, 150, 3), np.uint8) for i in range(8)]
-    torch_p = Detector(TorchEngine(model), config).score(crops)
-    onnx_p = Detector(OnnxEngine(output, 0), config).score(crops)
-    gap = float(np.abs(torch_p - onnx_p).max())
-    if gap > 1e-4:
-        fail(f"the ONNX model disagrees with the checkpoint (max probability gap {gap:.2e})")
-    click.echo(json.dumps({"onnx": str(output), "sha256": file_sha256(output),
-                           "max_probability_gap": gap}))
+    by_torch = Detector(TorchEngine(model), config)
+    by_onnx = Detector(OnnxEngine(output, 0), config)
+    gap = float(np.abs(by_torch.score(crops) - by_onnx.score(crops)).max())
+    map_gap = max(float(np.abs(by_torch.gradcam(c) - by_onnx.gradcam(c)).max()) for c in crops)
+    if gap > 1e-4 or map_gap > 1e-3:
+        fail(f"the ONNX model disagrees with the checkpoint (max probability gap {gap:.2e}, "
+             f"max heatmap gap {map_gap:.2e})")
+    entry = {"file": output.name, "sha256": file_sha256(output),
+             "size_bytes": output.stat().st_size, "exported_from": checkpoint.name,
+             "exported_by": "rrr export", "outputs": ["logits", "cam"],
+             "max_probability_gap": gap, "max_heatmap_gap": map_gap}
+    metadata = output.parent / "metadata.json"
+    if metadata.is_file() and output.parent == checkpoint.parent:
+        # the shipped weights' provenance file records the ONNX file beside the checkpoint
+        data = json.loads(metadata.read_text())
+        data["onnx"] = entry
+        metadata.write_text(json.dumps(data, indent=1) + "\n")
+    click.echo(json.dumps(entry))
 
 
 def _register_training_commands() -> None:

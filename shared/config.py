@@ -86,7 +86,7 @@ class Settings:
             max_active_jobs_per_key=int(_env("RRR_MAX_ACTIVE_JOBS_PER_KEY", "200")),
             max_queued_jobs=int(_env("RRR_MAX_QUEUED_JOBS", "10000")),
             cors_origins=_list(_env("RRR_CORS_ORIGINS", "")),
-            engine=_env("RRR_ENGINE", "torch"),
+            engine=_env("RRR_ENGINE", "onnx"),
             segment_seconds=float(_env("RRR_SEGMENT_SECONDS", "60")),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
@@ -95,6 +95,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def model_file(self) -> Path:
+        """The file the engine loads: the ONNX file beside the checkpoint, or the checkpoint."""
+        if self.engine == "onnx":
+            return self.weights_path.with_suffix(".onnx")
+        return self.weights_path
 
     @property
     def embedded_broker(self) -> bool:

@@ -1,9 +1,11 @@
 """The inference path shared by the worker, the synchronous shims, evaluation and benchmarks:
 load the model once per process, then ``score(crops)`` -> probability that each is FAKE.
 
-Two engines run the same network: PyTorch (the checkpoint itself) and ONNX Runtime (the file
-``rrr export`` writes beside it, with the ModelConfig embedded in its metadata). Preprocessing
-and the softmax are shared, so only the engine differs.
+Two engines run the same network: ONNX Runtime (the default: the file ``rrr export`` writes
+beside the checkpoint, with the ModelConfig embedded in its metadata; no PyTorch needed) and
+PyTorch (the checkpoint itself). Preprocessing, the softmax and the heatmap scaling are shared,
+so only the engine differs. Both run ``shared.network.ScoreAndCam``: scores and the FAKE
+activation map come out of the same forward pass.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from shared.errors import ModelUnavailable
+from shared.explain import crop_map
 from shared.model import FAKE_INDEX, ModelConfig, file_sha256, preprocess
 
 BATCH_SIZE = 32
@@ -29,7 +32,7 @@ class ModelInfo:
     name: str
     version: str
     sha256: str
-    engine: str = "torch"
+    engine: str = "onnx"
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256,
@@ -39,8 +42,8 @@ class ModelInfo:
 class Engine(Protocol):
     name: str
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, S, S) float32 -> (N, 2) float32 logits."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, S, S) float32 -> (N, 2) logits and (N, h, w) FAKE activation maps."""
         ...
 
 
@@ -50,15 +53,19 @@ class TorchEngine:
     def __init__(self, model) -> None:
         import torch
 
+        from shared.network import ScoreAndCam
+
         self._torch = torch
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self._net = ScoreAndCam(self.model)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         device = next(self.model.parameters()).device  # CPU in the service; maybe a GPU in training
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().cpu().numpy()
+            logits, cam = self._net(x)
+            return logits.float().cpu().numpy(), cam.float().cpu().numpy()
 
 
 class OnnxEngine:
@@ -74,6 +81,10 @@ class OnnxEngine:
             str(path), options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != ["logits", "cam"]:
+            raise ValueError(f"{path.name} has outputs {outputs}, not [logits, cam]; "
+                             "re-export it with rrr export")
 
     def config(self) -> ModelConfig:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -81,8 +92,9 @@ class OnnxEngine:
             raise ValueError("the ONNX file carries no model config; re-export it with rrr export")
         return ModelConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY]))
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, cam = self.session.run(None, {self.input_name: batch})
+        return logits, cam
 
 
 def softmax_fake(logits: np.ndarray) -> np.ndarray:
@@ -103,22 +115,14 @@ class Detector:
     is training (``Detector(TorchEngine(model), config)``), so both score through this code.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        config: ModelConfig,
-        sha256: str = "",
-        weights_path: Path | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, config: ModelConfig, sha256: str = "") -> None:
         self.engine = engine
         self.config = config
-        self.weights_path = weights_path
         self.info = ModelInfo(config.name, config.version, sha256, engine.name)
         self._lock = threading.Lock()
-        self._explainer = None
 
     @classmethod
-    def from_checkpoint(cls, weights_path: Path, threads: int = 0, engine: str = "torch"
+    def from_checkpoint(cls, weights_path: Path, threads: int = 0, engine: str = "onnx"
                         ) -> Detector:
         """Load the checkpoint (engine "torch") or the ONNX file beside it (engine "onnx")."""
         threads = _threads(threads)
@@ -127,20 +131,27 @@ class Detector:
                 onnx_path = weights_path.with_suffix(".onnx")
                 if not onnx_path.is_file():
                     raise FileNotFoundError(
-                        f"ONNX model not found at {onnx_path}; write it with `rrr export` "
-                        "or set RRR_ENGINE=torch"
+                        f"ONNX model not found at {onnx_path}; write it from the checkpoint "
+                        "with `rrr export`, or set RRR_ENGINE=torch"
                     )
                 runner = OnnxEngine(onnx_path, threads)
-                return cls(runner, runner.config(), file_sha256(onnx_path), weights_path)
+                return cls(runner, runner.config(), file_sha256(onnx_path))
+            if engine != "torch":
+                raise ValueError(f"unknown engine {engine!r}: use onnx or torch")
             import torch
 
-            from shared.model import load_checkpoint
+            from shared.network import load_checkpoint
 
             torch.set_num_threads(threads)
             model, config, _ = load_checkpoint(weights_path)
-            return cls(TorchEngine(model), config, file_sha256(weights_path), weights_path)
+            return cls(TorchEngine(model), config, file_sha256(weights_path))
         except FileNotFoundError as exc:
             raise ModelUnavailable(str(exc), code="weights_missing") from exc
+        except ModuleNotFoundError as exc:
+            raise ModelUnavailable(
+                f"RRR_ENGINE={engine} needs {exc.name}, which is not installed "
+                "(pip install '.[torch]')", code="engine_unavailable"
+            ) from exc
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelUnavailable(
                 f"could not load model weights from {weights_path}: {exc}", code="weights_invalid"
@@ -154,31 +165,21 @@ class Detector:
         with self._lock:
             for start in range(0, len(crops), BATCH_SIZE):
                 batch = preprocess(crops[start : start + BATCH_SIZE], self.config)
-                out.append(softmax_fake(self.engine.logits(batch)))
+                out.append(softmax_fake(self.engine.run(batch)[0]))
         return np.concatenate(out)
 
     def gradcam(self, crop: np.ndarray) -> np.ndarray:
-        """Grad-CAM map (H, W) in [0, 1] for one RGB face crop (see shared/explain.py). Needs
-        the PyTorch network; with the ONNX engine it is loaded on first use."""
-        from shared.explain import gradcam
-
+        """Grad-CAM map (H, W) in [0, 1] over one RGB face crop, for the FAKE class."""
         with self._lock:
-            if self._explainer is None:
-                if isinstance(self.engine, TorchEngine):
-                    self._explainer = self.engine.model
-                else:
-                    from shared.model import load_checkpoint
-
-                    assert self.weights_path is not None
-                    self._explainer = load_checkpoint(self.weights_path)[0]
-            return gradcam(self._explainer, self.config, crop)
+            cam = self.engine.run(preprocess([crop], self.config))[1][0]
+        return crop_map(cam, crop.shape[0], crop.shape[1])
 
 
 _detector: Detector | None = None
 _detector_lock = threading.Lock()
 
 
-def get_detector(weights_path: Path, threads: int = 0, engine: str = "torch") -> Detector:
+def get_detector(weights_path: Path, threads: int = 0, engine: str = "onnx") -> Detector:
     """The process-wide Detector, loaded on first use and kept (weights load once per process)."""
     global _detector
     with _detector_lock:

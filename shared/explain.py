@@ -1,9 +1,11 @@
-"""Grad-CAM: where in a face crop the classifier looked when it called it FAKE.
+"""Heatmaps: where in a face crop the classifier looked when it called it FAKE.
 
-Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
-Localization" (ICCV 2017). The map is taken at the last convolutional block of EfficientNet-B0
-(``model.features[-1]``, 7x7 at 224 input) for the FAKE logit, so red means "this region pushed
-the verdict towards FAKE". One implementation serves ``rrr explain`` and the image jobs' heatmap.
+The map is Grad-CAM (Selvaraju et al., ICCV 2017) at the last convolutional block of
+EfficientNet-B0 (4x4 at the 128 px input) for the FAKE logit, so red means "this region pushed
+the verdict towards FAKE". Every engine computes it in the same forward pass as the scores
+(``shared.network.ScoreAndCam`` explains why no backward pass is needed); this module scales it
+to the crop and paints it over the image. One implementation serves ``rrr explain`` and the
+image jobs' heatmap.
 """
 
 from __future__ import annotations
@@ -12,38 +14,16 @@ import io
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
-from shared.model import FAKE_INDEX, DeepFakeImageDetector, ModelConfig, preprocess
 
-
-def gradcam(model: DeepFakeImageDetector, config: ModelConfig, crop: np.ndarray) -> np.ndarray:
-    """RGB uint8 face crop -> (H, W) float32 map in [0, 1], same size as the crop."""
-    layer = model.model.features[-1]
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep(_module, _inputs, output: torch.Tensor) -> None:
-        output.retain_grad()
-        captured["activations"] = output
-
-    handle = layer.register_forward_hook(keep)
-    try:
-        x = torch.from_numpy(preprocess([crop], config))  # (1, 3, S, S)
-        with torch.enable_grad():
-            logits = model(x)  # (1, 2)
-            model.zero_grad(set_to_none=True)
-            logits[0, FAKE_INDEX].backward()
-    finally:
-        handle.remove()
-    activations = captured["activations"]  # (1, C, h, w)
-    assert activations.grad is not None, "no gradient reached the last convolutional block"
-    weights = activations.grad.mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
-    cam = torch.relu((weights * activations).sum(dim=1))[0].detach().numpy()  # (h, w)
-    if cam.max() > 0:
-        cam = cam / cam.max()
-    height, width = crop.shape[:2]
-    return cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+def crop_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A raw (h, w) activation map -> (height, width) float32 map in [0, 1] over the crop."""
+    cam = np.maximum(cam.astype(np.float32), 0.0)
+    peak = float(cam.max())
+    if peak > 0:
+        cam = cam / peak
+    return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def overlay(

@@ -22,20 +22,7 @@ for name in ("RRR_DATABASE_URL", "RRR_BROKER_URL", "RRR_STORAGE_DIR", "RRR_THRES
     os.environ.pop(name, None)
 
 
-def _weights() -> Path:
-    """The shipped weights; without them (a checkout before training), a checkpoint of the same
-    layout with random weights so the plumbing can still be tested (never for accuracy)."""
-    if SHIPPED_WEIGHTS.is_file():
-        return SHIPPED_WEIGHTS
-    from shared.model import ModelConfig, build_model, save_checkpoint
-
-    path = _VAR / "random-b0.pt"
-    config = ModelConfig(version="random-for-tests")
-    save_checkpoint(build_model(config), config, path, {"note": "random weights, tests only"})
-    return path
-
-
-os.environ.setdefault("RRR_WEIGHTS_PATH", str(_weights()))
+os.environ.setdefault("RRR_WEIGHTS_PATH", str(SHIPPED_WEIGHTS))
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

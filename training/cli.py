@@ -101,6 +101,8 @@ def train_command(**kwargs: object) -> None:
               help="Also judge the labelled videos in this CSV (columns file, label) through the "
               "worker's own code path: sampling, face detection, the model, aggregation.")
 @click.option("--sample-fps", default=1.0, show_default=True, help="Video frames per second.")
+@click.option("--engine", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Score with the checkpoint (torch) or the ONNX file beside it (onnx).")
 def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
     from training.evaluate import evaluate
@@ -120,7 +122,7 @@ def eval_command(**kwargs: object) -> None:
             threshold=kwargs["threshold"], threads=int(kwargs["threads"]),  # type: ignore[arg-type]
             limit=kwargs["limit"], export_path=kwargs["export_path"],  # type: ignore[arg-type]
             version=str(kwargs["version"]), train_command=kwargs["train_cmd"],  # type: ignore[arg-type]
-            command=_invocation(),
+            command=_invocation(), engine=str(kwargs["engine"]),
         )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -132,7 +134,9 @@ def eval_command(**kwargs: object) -> None:
             _fail(f"videos CSV not found: {videos_csv}")
         judged = Path(str(kwargs["export_path"] or checkpoint))
         metrics["videos"] = evaluate_videos(
-            videos_csv, analyzer_for(judged, threads=int(kwargs["threads"])),  # type: ignore[arg-type]
+            videos_csv,
+            analyzer_for(judged, threads=int(kwargs["threads"]),  # type: ignore[arg-type]
+                         engine=str(kwargs["engine"])),
             sample_fps=float(kwargs["sample_fps"]),  # type: ignore[arg-type]
         )
         (Path(str(out_dir)) / "videos.json").write_text(json.dumps(metrics["videos"], indent=1))

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.model import FAKE_INDEX, LABELS, file_sha256, load_checkpoint, save_checkpoint
+from shared.detector import Detector
+from shared.model import FAKE_INDEX, LABELS, file_sha256
+from shared.network import load_checkpoint, save_checkpoint
 from training.data import SPLIT_SALT, Sample, load_rgb, read_labels, split_samples, split_summary
 from training.inference import predict_fake_prob
 from training.metrics import best_threshold, classification_report, roc_curve
@@ -26,8 +28,10 @@ DATA_TERMS = (
 )
 
 
-def _scores(model: torch.nn.Module, samples: list[Sample], config, threads: int) -> np.ndarray:
+def _scores(model: torch.nn.Module | Detector, samples: list[Sample], config) -> np.ndarray:
     crops = [load_rgb(s.path) for s in samples]  # original crops: preprocess() does the resize
+    if isinstance(model, Detector):  # the ONNX engine, exactly as the worker runs it
+        return np.concatenate([model.score(crops[i : i + 64]) for i in range(0, len(crops), 64)])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).to(memory_format=torch.channels_last)
     return predict_fake_prob(model, crops, config, 64, device, progress=True)
@@ -79,18 +83,23 @@ def evaluate(
     version: str = "1",
     train_command: str | None = None,
     command: str | None = None,
+    engine: str = "torch",
 ) -> dict:
     """Score ``split`` ('test', 'val' or 'all') with the threshold chosen on 'val'; write metrics.
 
     Writes ``metrics.json``, ``roc.png`` and ``confusion.png`` to ``out_dir``. With
     ``export_path``, also writes the checkpoint there with the chosen threshold and these metrics
-    in its config/metadata, plus ``metadata.json`` beside it.
+    in its config/metadata, plus ``metadata.json`` beside it. ``engine="onnx"`` scores with the
+    ONNX file beside the checkpoint (``rrr export``) instead of the checkpoint itself.
     """
     torch.set_num_threads(threads)
     t_start = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, config, ckpt_meta = load_checkpoint(checkpoint)
+    scorer: torch.nn.Module | Detector = model
+    if engine != "torch":
+        scorer = Detector.from_checkpoint(Path(checkpoint), threads, engine)
     salt = (
         ckpt_meta.get("split", {}).get("salt")
         or ckpt_meta.get("train_config", {}).get("split_salt")
@@ -103,13 +112,14 @@ def evaluate(
     if not target:
         raise ValueError(f"the {split} split is empty")
 
-    result: dict = {"checkpoint": str(checkpoint), "split": split, "input_size": config.input_size}
+    result: dict = {"checkpoint": str(checkpoint), "split": split, "input_size": config.input_size,
+                    "engine": engine}
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     if threshold is not None:
         rule = "given on the command line"
     elif split != "all" and splits["val"]:
         val_fake = np.array([s.label == FAKE_INDEX for s in splits["val"]])
-        val_scores = _scores(model, splits["val"], config, threads)
+        val_scores = _scores(scorer, splits["val"], config)
         threshold = best_threshold(val_fake, val_scores)
         rule = "maximises Youden's J (balanced accuracy) on the validation split"
         result["val"] = classification_report(val_fake, val_scores, threshold)
@@ -125,7 +135,7 @@ def evaluate(
         report = result["val"]
     else:
         is_fake = np.array([s.label == FAKE_INDEX for s in target])
-        scores = _scores(model, target, config, threads)
+        scores = _scores(scorer, target, config)
         report = classification_report(is_fake, scores, threshold)
         fpr, tpr, _ = roc_curve(is_fake, scores)
         curves[split] = (fpr, tpr, report["roc_auc"])

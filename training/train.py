@@ -14,15 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from shared.model import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ModelConfig,
-    build_model,
-    load_checkpoint,
-    preprocess,
-    save_checkpoint,
-)
+from shared.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, preprocess
+from shared.network import build_model, load_checkpoint, save_checkpoint
 from training.data import (
     SPLIT_SALT,
     Sample,

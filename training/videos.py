@@ -15,8 +15,9 @@ from shared.faces import FaceDetector
 from worker.pipeline import Analyzer
 
 
-def analyzer_for(checkpoint: Path, threshold: float | None = None, threads: int = 0) -> Analyzer:
-    detector = Detector.from_checkpoint(checkpoint, threads)
+def analyzer_for(checkpoint: Path, threshold: float | None = None, threads: int = 0,
+                 engine: str = "torch") -> Analyzer:
+    detector = Detector.from_checkpoint(checkpoint, threads, engine)
     return Analyzer(
         detector=detector,
         faces=FaceDetector(),

@@ -45,7 +45,7 @@ def _on_worker_ready(**_: Any) -> None:
     analyzer = get_analyzer()
     # one throw-away forward pass: the first one pays for memory allocation and kernel choice
     analyzer.detector.score([np.zeros((64, 64, 3), dtype=np.uint8)])
-    log.info("model loaded from %s", settings.weights_path)
+    log.info("model loaded from %s (engine %s)", settings.model_file, settings.engine)
     start_sweeper()
 
 

@@ -8,7 +8,7 @@ import pytest
 from shared.config import settings
 from shared.detector import Detector, OnnxEngine, TorchEngine
 from shared.media import decode_image
-from shared.model import export_onnx, load_checkpoint
+from shared.network import export_onnx, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,51 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
-from shared.explain import overlay
+from shared.config import settings
+from shared.detector import Detector, OnnxEngine, TorchEngine
+from shared.explain import crop_map, overlay
 from shared.media import decode_image
-from worker.pipeline import get_analyzer
+from shared.model import FAKE_INDEX, preprocess
+from shared.network import load_checkpoint
 
 
-def test_gradcam_map_matches_crop(face_crops):
-    detector = get_analyzer().detector
+def autograd_gradcam(model, config, crop: np.ndarray) -> np.ndarray:
+    """Textbook Grad-CAM with a backward pass, to check the forward-only map against."""
+    captured = {}
+    layer = model.model.features[-1]
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.setdefault("a", out))
+    try:
+        x = torch.from_numpy(preprocess([crop], config))
+        with torch.enable_grad():
+            logits = model(x)
+            grads = torch.autograd.grad(logits[0, FAKE_INDEX], captured["a"])[0]
+    finally:
+        handle.remove()
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * captured["a"]).sum(dim=1))[0].detach().numpy()
+    return crop_map(cam, *crop.shape[:2])
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return load_checkpoint(settings.weights_path)[:2]
+
+
+def test_heatmap_equals_autograd_gradcam(face_crops, torch_model):
+    model, config = torch_model
     crop = decode_image(face_crops["fake"][1], 10**7)
-    cam = detector.gradcam(crop)
-    assert cam.shape == crop.shape[:2] and cam.dtype == np.float32
-    assert cam.min() >= 0.0 and cam.max() <= 1.0 + 1e-6
-    assert cam.std() > 0  # a real map, not a constant
+    expected = autograd_gradcam(model, config, crop)
+    onnx_engine = Detector(OnnxEngine(settings.weights_path.with_suffix(".onnx"), 1), config)
+    torch_engine = Detector(TorchEngine(model), config)
+    for detector in (onnx_engine, torch_engine):
+        cam = detector.gradcam(crop)
+        assert cam.shape == crop.shape[:2] and cam.dtype == np.float32
+        assert cam.min() >= 0.0 and cam.max() <= 1.0 + 1e-6
+        assert cam.std() > 0  # a real map, not a constant
+        assert np.allclose(cam, expected, atol=1e-3), np.abs(cam - expected).max()
 
 
 def test_overlay_changes_only_face_regions():

@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model import (
-    DeepFakeImageDetector,
-    ModelConfig,
-    build_model,
-    load_checkpoint,
-    preprocess,
-    save_checkpoint,
-)
+from shared.model import ModelConfig, preprocess
+from shared.network import DeepFakeImageDetector, build_model, load_checkpoint, save_checkpoint
 
 
 def test_prototype_checkpoint_loads(tmp_path):
