@@ -4,20 +4,13 @@ local Redis and PostgreSQL. With CI=true a missing service fails the run instead
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import requests
 
-REPO = Path(__file__).resolve().parents[2]
-RRR = [sys.executable, "-m", "rrr"]
+from bench.harness import Processes
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PG_ADMIN_URL = os.environ.get("RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -36,12 +29,6 @@ def _redis_ping() -> None:
     import redis
 
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2).ping()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -71,44 +58,6 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-class Processes:
-    """Starts service processes with a given environment and stops them all at the end."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.log_dir = log_dir
-        self.running: list[tuple[subprocess.Popen, Path]] = []
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*RRR, *args], env=self.env, cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
-
-    def start(self, *args: str) -> subprocess.Popen:
-        """Start ``rrr ARGS...`` in the background."""
-        return self.start_command(args[0], [*RRR, *args])
-
-    def start_command(self, label: str, command: list[str]) -> subprocess.Popen:
-        log = self.log_dir / f"{label}-{len(self.running)}.log"
-        with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen(command, env=self.env, cwd=REPO,
-                                       stdout=out, stderr=subprocess.STDOUT)
-        self.running.append((process, log))
-        return process
-
-    def stop(self) -> None:
-        for process, _ in self.running:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _ in self.running:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.running)
-
-
 @pytest.fixture()
 def processes(tmp_path, request) -> Iterator[Processes]:
     procs = Processes({"RRR_VAR_DIR": str(tmp_path / "var")}, tmp_path)
@@ -123,50 +72,3 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
-
-
-class Client:
-    """A small HTTP client for the running service (what a user's script would do)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or still starting
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"service at {self.base} not ready after {timeout} s")
-
-    def submit(self, paths: list[Path], field: str = "file", **form) -> requests.Response:
-        files = [(field, (p.name, p.read_bytes())) for p in paths]
-        return requests.post(f"{self.base}/v1/jobs", files=files, data=form, timeout=60)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(f"{self.base}{path}", timeout=30, **kwargs)
-
-    def wait_job(self, job_id: str, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] not in ("queued", "running"):
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} not finished after {timeout} s: {job}")
-
-
-def start_service(processes: Processes, workers: int = 1) -> Client:
-    """Schema upgrade, then `rrr api` on a free port and ``workers`` × `rrr worker`; ready."""
-    upgrade = processes.run("db", "upgrade")
-    assert upgrade.returncode == 0, upgrade.stderr
-    port = free_port()
-    processes.start("api", "--port", str(port))
-    for _ in range(workers):
-        processes.start("worker")
-    client = Client(f"http://127.0.0.1:{port}")
-    client.wait_ready()
-    return client

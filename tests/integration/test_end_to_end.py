@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.integration.conftest import Client, Processes, free_port
+from bench.harness import Client, Processes, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Processes, start_service
+from bench.harness import Processes, start_service
 
 pytestmark = pytest.mark.integration
 
