@@ -7,8 +7,9 @@ same functions serve the worker, evaluation and benchmarks.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from shared.faces import FaceDetector, crop_face, crop_region
 from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
+BATCH_IMAGES = 16  # images of a batch job decoded, then scored together
 
 # progress callback: (done, total) -> False when the job should stop (e.g. it was canceled)
 ProgressFn = Callable[[int, int], bool]
@@ -40,20 +42,25 @@ class Analyzer:
     threshold: float
     face_padding: float
     max_image_pixels: int
+    # seconds spent per stage (decode, detect, infer) since this analyzer was made: for logs
+    # and benchmarks
+    stage_seconds: Counter = field(default_factory=Counter)
 
     def verdict(self, probability_fake: float) -> str:
         return "FAKE" if probability_fake >= self.threshold else "REAL"
 
-    def face_results(self, rgb: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, float]]:
-        """Every face in one RGB image with its score; plus stage timings in ms."""
+    def faces_in(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        """Every face in each RGB image with its score. The faces of all the images go through
+        the model as one batch (a batch of images, or several sampled frames of a video)."""
         t0 = time.perf_counter()
-        found = self.faces.detect(rgb)
+        boxes = [[face.box for face in self.faces.detect(rgb)] for rgb in images]
+        crops = [crop_face(rgb, box, self.face_padding)
+                 for rgb, found in zip(images, boxes, strict=True) for box in found]
         t1 = time.perf_counter()
-        crops = [crop_face(rgb, face.box, self.face_padding) for face in found]
-        probs = self.detector.score(crops)
-        t2 = time.perf_counter()
-        results = [self._face(face.box, float(p)) for face, p in zip(found, probs, strict=True)]
-        return results, {"detect": (t1 - t0) * 1000, "infer": (t2 - t1) * 1000}
+        probs = iter(self.detector.score(crops).tolist())
+        self.stage_seconds["detect"] += t1 - t0
+        self.stage_seconds["infer"] += time.perf_counter() - t1
+        return [[self._face(box, next(probs)) for box in found] for found in boxes]
 
     def _face(self, box: tuple[int, int, int, int], p: float) -> dict[str, Any]:
         return {
@@ -93,46 +100,63 @@ class Analyzer:
             maps.append((region, self.detector.gradcam(np.ascontiguousarray(rgb[y0:y1, x0:x1]))))
         return png_bytes(overlay(rgb, maps)) if maps else None
 
+    def decode(self, path: Path) -> np.ndarray:
+        t0 = time.perf_counter()
+        rgb = decode_image(path, self.max_image_pixels)
+        self.stage_seconds["decode"] += time.perf_counter() - t0
+        return rgb
+
+    def image_result(self, rgb: np.ndarray, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        result = self.summarize_faces(faces)
+        result["width"], result["height"] = int(rgb.shape[1]), int(rgb.shape[0])
+        result["model"] = self.detector.info.as_dict()
+        return result
+
     def analyze_image(
         self, path: Path, explain: bool = False
     ) -> tuple[dict[str, Any], bytes | None]:
         """(result, Grad-CAM overlay PNG when ``explain`` and a face was found)."""
         t0 = time.perf_counter()
-        rgb = decode_image(path, self.max_image_pixels)
-        t1 = time.perf_counter()
-        faces, timings = self.face_results(rgb)
-        result = self.summarize_faces(faces)
-        result["width"], result["height"] = int(rgb.shape[1]), int(rgb.shape[0])
-        result["model"] = self.detector.info.as_dict()
+        before = Counter(self.stage_seconds)
+        rgb = self.decode(path)
+        result = self.image_result(rgb, self.faces_in([rgb])[0])
+        spent = self.stage_seconds - before
         result["timings_ms"] = {
-            "decode": round((t1 - t0) * 1000, 1),
-            "detect": round(timings["detect"], 1),
-            "infer": round(timings["infer"], 1),
+            **{stage: round(spent[stage] * 1000, 1) for stage in ("decode", "detect", "infer")},
             "total": round((time.perf_counter() - t0) * 1000, 1),
         }
         heatmap = None
         if explain:
             t2 = time.perf_counter()
-            heatmap = self.heatmap_png(rgb, [face["box"] for face in faces])
+            heatmap = self.heatmap_png(rgb, [face["box"] for face in result["faces"]])
             result["timings_ms"]["explain"] = round((time.perf_counter() - t2) * 1000, 1)
         return result, heatmap
 
     def analyze_batch(
         self, items: list[tuple[str, Path | None, DetectionError | None]], progress: ProgressFn
     ) -> dict[str, Any]:
-        """items: (filename, path, error found at upload); one bad file never fails the batch."""
-        results = []
-        for index, (filename, path, upload_error) in enumerate(items):
-            entry: dict[str, Any] = {"index": index, "filename": filename}
-            try:
-                if upload_error is not None:
-                    raise upload_error
-                assert path is not None
-                entry.update(self.analyze_image(path)[0])
-            except DetectionError as exc:
-                entry["error"] = {"code": exc.code, "message": exc.message}
-            results.append(entry)
-            if not progress(index + 1, len(items)):
+        """items: (filename, path, error found at upload); one bad file never fails the batch.
+        Images are decoded BATCH_IMAGES at a time so their faces are scored together."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(items), BATCH_IMAGES):
+            entries, decoded = [], []
+            for index, (filename, path, upload_error) in enumerate(
+                items[start : start + BATCH_IMAGES], start
+            ):
+                entry: dict[str, Any] = {"index": index, "filename": filename}
+                try:
+                    if upload_error is not None:
+                        raise upload_error
+                    assert path is not None
+                    decoded.append((entry, self.decode(path)))
+                except DetectionError as exc:
+                    entry["error"] = {"code": exc.code, "message": exc.message}
+                entries.append(entry)
+            faces = self.faces_in([rgb for _, rgb in decoded])
+            for (entry, rgb), found in zip(decoded, faces, strict=True):
+                entry.update(self.image_result(rgb, found))
+            results.extend(entries)
+            if not progress(len(results), len(items)):
                 raise Canceled()
         ok = [r for r in results if "error" not in r]
         summary = {
@@ -167,16 +191,8 @@ class Analyzer:
         pending: list[SampledFrame] = []
 
         def flush() -> None:
-            boxes_per_frame = []
-            crops = []
-            for frame in pending:
-                found = self.faces.detect(frame.rgb)
-                boxes_per_frame.append([face.box for face in found])
-                crops.extend(crop_face(frame.rgb, face.box, self.face_padding) for face in found)
-            probs = iter(self.detector.score(crops).tolist())
             rows = []
-            for frame, boxes in zip(pending, boxes_per_frame, strict=True):
-                faces = [self._face(box, next(probs)) for box in boxes]
+            for frame, faces in zip(pending, self.faces_in([f.rgb for f in pending]), strict=True):
                 rows.append(
                     {
                         "index": frame.index,
@@ -192,7 +208,13 @@ class Analyzer:
             if not on_frames(rows):
                 raise Canceled()
 
-        for frame in sample_frames(path, info, sample_fps, max_frames, first, end):
+        frames = sample_frames(path, info, sample_fps, max_frames, first, end)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            self.stage_seconds["decode"] += time.perf_counter() - t0
+            if frame is None:
+                break
             pending.append(frame)
             if len(pending) >= FRAMES_PER_BATCH:
                 flush()
