@@ -12,6 +12,7 @@ from tqdm import tqdm
 from shared.config import settings
 from shared.detector import Detector
 from shared.faces import FaceDetector
+from training.aggregation import compare_rules
 from worker.pipeline import Analyzer
 
 
@@ -35,10 +36,13 @@ def evaluate_videos(
     with open(labels_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     results = []
+    per_video: list[tuple[str, list[dict[str, Any]]]] = []
     for row in tqdm(rows, desc="videos", unit="video"):
         path = labels_csv.parent / row["file"]
-        result, _ = analyzer.analyze_video(path, sample_fps, max_frames, lambda done, total: True)
+        result, frames = analyzer.analyze_video(path, sample_fps, max_frames,
+                                                lambda done, total: True)
         expected = row["label"].strip().upper()
+        per_video.append((expected, frames))
         results.append(
             {
                 "file": row["file"],
@@ -58,4 +62,6 @@ def evaluate_videos(
         "aggregation": "mean_of_frame_max",
         "sample_fps": sample_fps,
         "results": results,
+        # the same frames under each candidate rule (training/aggregation.py)
+        "aggregation_study": compare_rules(per_video, analyzer.threshold),
     }
