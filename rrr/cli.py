@@ -90,20 +90,32 @@ def worker(queues: str, loglevel: str, name: str) -> None:
     os.execv(sys.executable, worker_command(queues, loglevel, name))
 
 
+def _share_cores(workers: int) -> dict[str, str]:
+    """The environment for one of ``workers`` processes on this machine: unless set, each gets
+    an equal share of the cores for inference, so busy workers never oversubscribe them."""
+    env = dict(os.environ)
+    if not env.get("RRR_INFERENCE_THREADS"):
+        env["RRR_INFERENCE_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
 class _WorkerSupervisor(threading.Thread):
     """Keeps one worker process alive beside the embedded API; restarts it if it dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, queues: str, name: str) -> None:
         super().__init__(daemon=True)
+        self.queues, self.name = queues, name
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.process = subprocess.Popen(worker_command("images,videos", "INFO", "rrr@%h"))
+            self.process = subprocess.Popen(worker_command(self.queues, "INFO", self.name),
+                                            env=_share_cores(2))
             code = self.process.wait()
             if not self.stopping.is_set():
-                click.echo(f"rrr: worker exited with code {code}; restarting in 2 s", err=True)
+                click.echo(f"rrr: worker {self.name} exited with code {code}; restarting in 2 s",
+                           err=True)
                 self.stopping.wait(2)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -120,7 +132,7 @@ class _WorkerSupervisor(threading.Thread):
 @click.option("--host", default=None, help="Interface to bind (default RRR_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default RRR_PORT, 8000).")
 def up(host: str | None, port: int | None) -> None:
-    """Start the whole service on this machine: schema upgrade, one worker and the API.
+    """Start the whole service on this machine: schema upgrade, two workers and the API.
 
     Defaults need no servers (SQLite + filesystem broker under ./var/); set RRR_DATABASE_URL and
     RRR_BROKER_URL to use PostgreSQL and Redis instead. Ctrl-C stops everything.
@@ -132,8 +144,12 @@ def up(host: str | None, port: int | None) -> None:
 
     require_weights()
     upgrade_database()
-    supervisor = _WorkerSupervisor()
-    supervisor.start()
+    # Two workers: one only for images, so a long video never holds up image jobs; the other
+    # takes video segments and, when it has none, images too.
+    supervisors = [_WorkerSupervisor("images", "images@%h"),
+                   _WorkerSupervisor("videos,images", "videos@%h")]
+    for supervisor in supervisors:
+        supervisor.start()
     host, port = host or settings.host, port or settings.port
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
@@ -142,8 +158,9 @@ def up(host: str | None, port: int | None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping worker...")
-        supervisor.stop()
+        click.echo("stopping workers...")
+        for supervisor in supervisors:
+            supervisor.stop()
 
 
 @cli.command()
