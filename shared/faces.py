@@ -20,7 +20,8 @@ import numpy as np
 from yuface import detect as _yunet_detect
 
 # Detection resolution. Recall on the shared videos and DFDC crops is the same at 320, 480 and
-# 640 px; cost grows with pixels (about 9, 19 and 30 ms per 1080p frame, one thread). 480 keeps
+# 640 px; cost grows with pixels (9-13, 19-26 and 30-45 ms per 1080p frame, one thread, two runs
+# on a busy 2-core machine; Haar took 218-324 ms). 480 keeps
 # smaller faces: a tight face pasted into a 6000 px photo was found in 16/20 cases at 36 px
 # (448 px in the photo) at 480, in 9/20 at 320. A face filling the whole image is found as well.
 DETECT_MAX_SIDE = 480
