@@ -1,28 +1,108 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
-from shared.faces import FaceDetector, crop_face
+from shared.faces import FaceDetector, crop_face, crop_region, detection_size
 from shared.media import decode_image, probe_video, sample_frames
 
 
-def test_finds_faces_in_real_video_frames(video_paths):
-    detector = FaceDetector()
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def crop(face_crops) -> np.ndarray:
+    return decode_image(face_crops["real"][0], 10**7)
+
+
+def _inside(box, shape) -> bool:
+    x, y, w, h = box
+    return x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= shape[1] and y + h <= shape[0]
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_finds_one_plausible_face_in_real_video_frames(detector, video_paths):
     for path in video_paths:
-        frames = list(sample_frames(path, probe_video(path), 0.5, 5))
-        with_face = sum(bool(detector.detect(frame.rgb)) for frame in frames)
-        assert with_face >= len(frames) - 1, f"{path.name}: faces in {with_face}/{len(frames)}"
+        for frame in sample_frames(path, probe_video(path), 0.5, 5):
+            faces = detector.detect(frame.rgb)
+            where = f"{path.name} frame {frame.frame_number}"
+            assert faces, f"{where}: no face"
+            assert len(faces) <= 2, f"{where}: {len(faces)} faces"
+            short = min(frame.rgb.shape[:2])
+            for face in faces:
+                assert _inside(face.box, frame.rgb.shape), f"{where}: {face.box}"
+                side = max(face.box[2:])
+                # talking heads: a face is several percent of the frame, never most of it
+                assert 0.05 * short < side < 0.7 * short, f"{where}: {face.box}"
+                assert 0.5 <= face.score <= 1.0
 
 
-def test_finds_the_face_in_most_face_crops(face_crops):
-    detector = FaceDetector()
+def test_finds_the_face_filling_a_face_crop(detector, face_crops):
     paths = face_crops["real"] + face_crops["fake"]
-    found = sum(bool(detector.detect(decode_image(p, 10**7))) for p in paths)
-    assert found >= 0.7 * len(paths)
+    found = 0
+    for path in paths:
+        rgb = decode_image(path, 10**7)
+        for face in detector.detect(rgb):
+            x, y, w, h = face.box
+            centred = x < 112 < x + w and y < 112 < y + h
+            found += centred and max(w, h) > 0.5 * rgb.shape[0] and _inside(face.box, rgb.shape)
+    assert found >= len(paths) - 1, f"{found}/{len(paths)}"
 
 
-def test_blank_frame_has_no_face():
-    assert FaceDetector().detect(np.full((480, 640, 3), 128, np.uint8)) == []
+def test_blank_and_noise_images_have_no_face(detector):
+    assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) == []
+    noise = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    assert detector.detect(noise) == []
+
+
+def test_tiny_and_degenerate_images_are_handled(detector):
+    for shape in [(1, 1, 3), (8, 8, 3), (3, 5000, 3), (5000, 2, 3), (0, 10, 3)]:
+        assert detector.detect(np.zeros(shape, np.uint8)) == []
+
+
+def test_small_face_in_a_huge_image_is_mapped_back_to_its_pixels(detector, crop):
+    canvas = np.full((4000, 6000, 3), 90, np.uint8)
+    x0, y0 = 4100, 2300
+    canvas[y0 : y0 + 600, x0 : x0 + 600] = cv2.resize(crop, (600, 600))
+    faces = detector.detect(canvas)
+    assert len(faces) == 1, faces
+    x, y, w, h = faces[0].box
+    # mapped back to the photo's pixels: centred on the pasted face, about its size
+    assert x0 < x + w / 2 < x0 + 600 and y0 < y + h / 2 < y0 + 600, faces[0].box
+    assert 0.5 * 600 < max(w, h) < 1.5 * 600, faces[0].box
+
+
+def test_boxes_match_across_scales(detector, video_paths):
+    path = video_paths[0]
+    frame = next(iter(sample_frames(path, probe_video(path), 1.0, 1))).rgb
+    big = cv2.resize(frame, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    (small_face,) = detector.detect(frame)[:1]
+    scaled = tuple(3 * v for v in small_face.box)
+    assert max(_iou(scaled, f.box) for f in detector.detect(big)) > 0.8
+
+
+def test_face_cut_by_the_left_and_top_edges_stays_inside(detector, crop):
+    cut = np.ascontiguousarray(crop[80:, 110:])  # YuNet reports x, y < 0 here
+    faces = detector.detect(cut)
+    assert faces, "a face cut by the frame edge should still be found"
+    for face in faces:
+        assert _inside(face.box, cut.shape), face.box
+
+
+def test_detection_size_downscales_only_large_images():
+    assert detection_size(1080, 1920) == (270, 480)
+    assert detection_size(1920, 1080) == (480, 270)
+    assert detection_size(224, 224) == (224, 224)
+    assert detection_size(2, 100000) == (1, 480)
 
 
 def test_crop_is_padded_in_proportion_and_clipped():
@@ -31,3 +111,5 @@ def test_crop_is_padded_in_proportion_and_clipped():
     assert crop.shape == (150, 150, 3)
     edge = crop_face(frame, (0, 0, 100, 100), padding=0.25)
     assert edge.shape == (125, 125, 3)
+    # a tall box is framed by a square on its longer side
+    assert crop_region(frame.shape, (250, 100, 80, 120), padding=0.0) == (230, 100, 350, 220)
