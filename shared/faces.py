@@ -11,13 +11,19 @@ are mapped back to the original pixels and clipped to the frame.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
-from yuface import detect as _yunet_detect
+# yuface runs on OpenMP, whose threads spin while they wait: beside the model's own threads
+# (and the decoder's) on a 2-core machine, one detection took ~300 ms with the default thread
+# count and ~34 ms with one. Set before the library loads; an explicit value is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from yuface import detect as _yunet_detect  # noqa: E402
 
 # Detection resolution. Recall on the shared videos and DFDC crops is the same at 320, 480 and
 # 640 px; cost grows with pixels (9-13, 19-26 and 30-45 ms per 1080p frame, one thread, two runs
