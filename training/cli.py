@@ -152,12 +152,12 @@ def eval_command(**kwargs: object) -> None:
               show_default=True, help="Labelled videos to re-encode and judge ('' to skip).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of every section.")
 @click.option("--n-attack", type=int, default=None,
-              help="Held-out crops for the white-box/transfer attacks [default 200].")
+              help="Held-out crops for the white-box/transfer attacks [default 120].")
 @click.option("--n-clean", type=int, default=None,
               help="Held-out crops for processing, patch and defence cost [default 400].")
-@click.option("--pgd-steps", type=int, default=None, help="PGD steps [default 10].")
+@click.option("--pgd-steps", type=int, default=None, help="PGD steps [default 8].")
 @click.option("--poison-train", type=int, default=None,
-              help="Train-split crops per poisoning run [default 6000].")
+              help="Train-split crops per poisoning run [default 4000].")
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
 def robustness_command(**kwargs: object) -> None:
