@@ -73,7 +73,9 @@ def write_plots(report: dict, patch: np.ndarray, out_dir: Path) -> None:
     eot = [(e, d["eot"][f"pgd/{e}"][v1]["acc_fake"]) for e in cfg["eot_eps"]]
     ax.plot([e for e, _ in eot], [a for _, a in eot], "k^--", label=f"purified ({v1}), EOT-PGD")
     ax.axhline(report["whitebox"]["clean"]["acc_fake"], color="grey", ls=":", label="clean")
-    ax.set(xscale="log", xticks=eps, xticklabels=[f"{e}/255" for e in eps], ylim=(-0.02, 1.02),
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set(xticks=eps, xticklabels=[f"{e}/255" for e in eps], ylim=(-0.02, 1.02),
            xlabel="L-inf eps", ylabel="held-out fakes called FAKE",
            title="Evasion (test split, threshold from val)")
     ax.legend(fontsize=7)
@@ -162,7 +164,8 @@ def write_markdown(report: dict, out_dir: Path) -> None:
         "Transfer attacks on the surrogate itself (sanity check that they are attacks):",
         "",
         HEAD,
-        *[_row(k, v) for k, v in report["transfer"]["on_surrogate"].items()],
+        _row("surrogate, clean", report["transfer"]["surrogate_clean"]),
+        *[_row(f"surrogate, {k}", v) for k, v in report["transfer"]["on_surrogate"].items()],
         "",
         "### Cost of the defence",
         "",
