@@ -143,6 +143,59 @@ def eval_command(**kwargs: object) -> None:
     click.echo(json.dumps(metrics, indent=1))
 
 
+@click.command("robustness")
+@click.option("--checkpoint", default="weights/rrr-b0-v1.pt", show_default=True,
+              help="The checkpoint to attack (the shipped weights by default).")
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
+              help="Folder the labels CSV's file paths are relative to.")
+@click.option("--labels", "labels_csv", default=None,
+              help="Labels CSV [default: <data>/labels.csv].")
+@click.option("--out", "out_dir", default="docs/robustness", show_default=True,
+              help="Where report.md, report.json and the PNGs go.")
+@click.option("--videos", "videos_csv", default="../shared/data/videos/labels.csv",
+              show_default=True, help="Labelled videos to re-encode and judge ('' to skip).")
+@click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of every section.")
+@click.option("--n-attack", type=int, default=None,
+              help="Held-out crops for the white-box/transfer attacks [default 120].")
+@click.option("--n-clean", type=int, default=None,
+              help="Held-out crops for processing, patch and defence cost [default 400].")
+@click.option("--pgd-steps", type=int, default=None, help="PGD steps [default 8].")
+@click.option("--poison-train", type=int, default=None,
+              help="Train-split crops per poisoning run [default 4000].")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--seed", default=0, show_default=True)
+def robustness_command(**kwargs: object) -> None:
+    """Attack the detector (evasion, transfer, patch, processing, poisoning) and measure the
+    input-purification defence on the held-out test split; writes a Markdown/JSON/PNG report."""
+    from training.robustness import RobustnessConfig, quick_config, run
+
+    checkpoint = Path(str(kwargs["checkpoint"]))
+    if not checkpoint.is_file():
+        _fail(f"checkpoint not found: {checkpoint}")
+    data_dir = Path(str(kwargs["data_dir"]))
+    labels = Path(str(kwargs["labels_csv"] or data_dir / "labels.csv"))
+    if not labels.is_file():
+        _fail(f"labels CSV not found: {labels}")
+    videos = str(kwargs["videos_csv"] or "")
+    if videos and not Path(videos).is_file():
+        _fail(f"videos CSV not found: {videos} (pass --videos '' to skip the videos)")
+    options = {
+        "checkpoint": str(checkpoint), "data_dir": str(data_dir), "labels_csv": str(labels),
+        "out_dir": str(kwargs["out_dir"]), "videos_csv": videos or None,
+        "threads": int(kwargs["threads"]), "seed": int(kwargs["seed"]),  # type: ignore[arg-type]
+    }
+    for key in ("n_attack", "n_clean", "pgd_steps", "poison_train"):
+        if kwargs[key] is not None:
+            options[key] = int(kwargs[key])  # type: ignore[arg-type]
+    cfg = quick_config(**options) if kwargs["quick"] else RobustnessConfig(**options)
+    try:
+        report = run(cfg, command=_invocation())
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    click.echo(f"report: {Path(cfg.out_dir) / 'report.md'} "
+               f"({report['timings_s']['total'] / 60:.1f} min)")
+
+
 @click.group()
 def _main() -> None:
     """Training tools (until they are registered as ``rrr train`` / ``rrr eval``)."""
@@ -150,6 +203,7 @@ def _main() -> None:
 
 _main.add_command(train_command)
 _main.add_command(eval_command)
+_main.add_command(robustness_command)
 
 if __name__ == "__main__":
     _main()
