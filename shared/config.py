@@ -52,6 +52,7 @@ class Settings:
     max_queued_jobs: int
     cors_origins: tuple[str, ...]
     engine: str
+    purify_views: int
     segment_seconds: float
     host: str
     port: int
@@ -89,6 +90,7 @@ class Settings:
             max_queued_jobs=int(_env("RRR_MAX_QUEUED_JOBS", "10000")),
             cors_origins=_list(_env("RRR_CORS_ORIGINS", "")),
             engine=_env("RRR_ENGINE", "onnx"),
+            purify_views=int(_env("RRR_PURIFY_VIEWS", "0")),
             segment_seconds=float(_env("RRR_SEGMENT_SECONDS", "60")),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from shared.detector import Detector, TorchEngine
-from shared.model import FAKE_INDEX, load_checkpoint
+from shared.model import FAKE_INDEX
+from shared.network import load_checkpoint
 from shared.purify import (
     DEFAULT_QUALITY_RANGE,
     DEFAULT_SCALE_RANGE,

@@ -21,6 +21,7 @@ from shared.errors import DetectionError
 from shared.explain import overlay, png_bytes
 from shared.faces import FaceDetector, crop_face, crop_region
 from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from shared.purify import purified_scores
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 BATCH_IMAGES = 16  # images of a batch job decoded, then scored together
@@ -42,9 +43,12 @@ class Analyzer:
     threshold: float
     face_padding: float
     max_image_pixels: int
+    # random purified views averaged per face (shared/purify.py); 0 scores crops as they are
+    purify_views: int = 0
     # seconds spent per stage (decode, detect, infer) since this analyzer was made: for logs
     # and benchmarks
     stage_seconds: Counter = field(default_factory=Counter)
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def verdict(self, probability_fake: float) -> str:
         return "FAKE" if probability_fake >= self.threshold else "REAL"
@@ -57,7 +61,8 @@ class Analyzer:
         crops = [crop_face(rgb, box, self.face_padding)
                  for rgb, found in zip(images, boxes, strict=True) for box in found]
         t1 = time.perf_counter()
-        probs = iter(self.detector.score(crops).tolist())
+        probs = iter(purified_scores(self.detector.score, crops, self.purify_views, self.rng,
+                                     self.detector.config.input_size).tolist())
         self.stage_seconds["detect"] += t1 - t0
         self.stage_seconds["infer"] += time.perf_counter() - t1
         return [[self._face(box, next(probs)) for box in found] for found in boxes]
@@ -328,4 +333,5 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
         threshold=float(threshold),
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
+        purify_views=settings.purify_views,
     )

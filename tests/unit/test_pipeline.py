@@ -104,3 +104,14 @@ def test_batch_scores_faces_together_with_the_same_results(analyzer, face_crops)
     for item, single in zip(batch["items"], alone, strict=True):
         assert item["faces"] == single["faces"]
         assert item["prediction"] == single["prediction"]
+
+
+def test_purification_setting_changes_scores_only_when_on(analyzer, face_crops):
+    from dataclasses import replace
+
+    crop_paths = face_crops["fake"][:4]
+    plain = [analyzer.analyze_image(p)[0]["probability_fake"] for p in crop_paths]
+    purified = replace(analyzer, purify_views=1)
+    views = [purified.analyze_image(p)[0]["probability_fake"] for p in crop_paths]
+    assert views != plain  # a random down-up + JPEG view of each face was scored
+    assert max(abs(a - b) for a, b in zip(views, plain, strict=True)) < 0.5

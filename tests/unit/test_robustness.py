@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from shared.model import FAKE_INDEX, ModelConfig, load_checkpoint
+from shared.model import FAKE_INDEX, ModelConfig
+from shared.network import load_checkpoint
 from shared.purify import purified_scores, purify
 from tests.conftest import FACES, SHIPPED_WEIGHTS
 from training import attacks, poisoning
