@@ -101,6 +101,9 @@ def train_command(**kwargs: object) -> None:
               help="Also judge the labelled videos in this CSV (columns file, label) through the "
               "worker's own code path: sampling, face detection, the model, aggregation.")
 @click.option("--sample-fps", default=1.0, show_default=True, help="Video frames per second.")
+@click.option("--sampling", type=click.Choice(["exact", "keyframes"]), default="exact",
+              show_default=True, help="Video frame sampling: the frame at each sample time, or "
+              "the nearest keyframe at or before it (the fast mode).")
 def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
     from training.evaluate import evaluate
@@ -134,6 +137,7 @@ def eval_command(**kwargs: object) -> None:
         metrics["videos"] = evaluate_videos(
             videos_csv, analyzer_for(judged, threads=int(kwargs["threads"])),  # type: ignore[arg-type]
             sample_fps=float(kwargs["sample_fps"]),  # type: ignore[arg-type]
+            sampling=str(kwargs["sampling"]),
         )
         (Path(str(out_dir)) / "videos.json").write_text(json.dumps(metrics["videos"], indent=1))
     click.echo(json.dumps(metrics, indent=1))
