@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,41 +213,80 @@ class _Video:
         turns = round((frame.rotation or 0) / 90) % 4
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
-    def _decoded(self, keyframes_only: bool) -> Iterator[av.VideoFrame]:
-        """Frames in display order; with ``keyframes_only`` only keyframe packets reach the
-        decoder (the others are read from the file but never decoded). A decoding error ends
-        the stream, as the end of the file would."""
+    def _number_at(self, timestamp: int) -> int:
+        return round(float((timestamp - self.start) * self.time_base) * self.fps)
+
+    def _decoded(
+        self, keyframes_only: bool = False, wanted: Callable[[], int] | None = None
+    ) -> Iterator[av.VideoFrame]:
+        """Frames in display order. A decoding error ends the stream, as the end of the file
+        would.
+
+        ``keyframes_only``: only keyframe packets reach the decoder (the others are read from
+        the file, never decoded). ``wanted``: the frame number the caller needs next; frames
+        before it are not all decoded: packets are held back until one decoded at or after
+        that frame's time shows that it lies in the current keyframe interval (then they are
+        all decoded, in order), and a keyframe at or before it drops what was held and
+        restarts the decoder there. Every frame from that keyframe on decodes exactly as in
+        a decode from the start: frames decoded before a keyframe are shown before it."""
         try:
-            if not keyframes_only:
+            if keyframes_only:
+                for packet in self.container.demux(self.stream):
+                    if packet.is_keyframe or packet.size == 0:  # size 0: the final flush packet
+                        yield from packet.decode()
+            elif wanted is None or not self.timed:
                 yield from self.container.decode(self.stream)
-                return
-            for packet in self.container.demux(self.stream):
-                if packet.is_keyframe or packet.size == 0:  # size 0: the final flush packet
-                    yield from packet.decode()
+            else:
+                yield from self._decoded_from_keyframes(wanted)
         except av.FFmpegError as exc:
             log.warning("%s: decoding stopped early: %s", self.path.name, exc)
 
-    def frames_from(self, wanted: int, keyframes_only: bool) -> Iterator[tuple[int, Any]]:
-        """(frame number, frame) from the keyframe at or before frame ``wanted`` on. Seeks when
-        the timestamps allow; a seek must land at or before ``wanted`` (containers index by
-        decode time, so a keyframe can sit just after it), else it is retried further back,
-        and finally the video is decoded from the start."""
-        if wanted > 0 and self.timed:
+    def _decoded_from_keyframes(self, wanted: Callable[[], int]) -> Iterator[av.VideoFrame]:
+        held: list[av.Packet] = []
+        skipping = True  # False once a packet without timestamps makes holding back unsafe
+        for packet in self.container.demux(self.stream):
+            if packet.size == 0 or not skipping or packet.dts is None or packet.pts is None:
+                skipping = skipping and packet.size != 0 and None not in (packet.dts, packet.pts)
+                for earlier in held:
+                    yield from earlier.decode()
+                held.clear()
+                yield from packet.decode()
+                continue
+            if packet.is_keyframe and self._number_at(packet.pts) <= wanted():
+                held.clear()  # all shown before the wanted frame, like what the decoder holds
+                self.stream.codec_context.flush_buffers()
+            held.append(packet)
+            if self._number_at(packet.dts) >= wanted():
+                for earlier in held:
+                    yield from earlier.decode()
+                held.clear()
+
+    def frames_from(
+        self, wanted: Callable[[], int], keyframes_only: bool
+    ) -> Iterator[tuple[int, Any]]:
+        """(frame number, frame) from the keyframe at or before frame ``wanted()`` on. Seeks
+        when the timestamps allow; a seek must land at or before it (a container's index can
+        point just after it, MPEG-TS has no index at all), else it is retried further back,
+        and finally the video is decoded from the start. ``wanted`` is asked again as frames
+        are taken (see ``_decoded``)."""
+        first = wanted()
+        want = None if keyframes_only else wanted
+        if first > 0 and self.timed:
             for attempt in range(self.SEEK_TRIES):
-                back_s = wanted / self.fps - attempt * 2.0
+                back_s = first / self.fps - attempt * 2.0
                 if back_s <= 0:
                     break
-                offset = math.floor(back_s / float(self.time_base))
+                offset = round(back_s / float(self.time_base))
                 try:
                     self.container.seek(self.start + offset, stream=self.stream, backward=True)
                 except av.FFmpegError:
                     break
-                frames = self._decoded(keyframes_only)
+                frames = self._decoded(keyframes_only, want)
                 head = next(frames, None)
                 if head is None or head.pts is None:
                     break
                 n = self.number(head, -1)
-                if n <= wanted:
+                if n <= first:
                     yield n, head
                     for frame in frames:
                         n = self.number(frame, n)
@@ -256,7 +295,7 @@ class _Video:
             self.close()  # an unreliable seek: start over from the first frame
             self._open()
         n = -1
-        for frame in self._decoded(keyframes_only):
+        for frame in self._decoded(keyframes_only, want):
             n = self.number(frame, n)
             yield n, frame
 
@@ -285,7 +324,7 @@ def probe_video(path: Path) -> VideoInfo:
                 seconds = (video.container.duration or 0) / av.time_base
             count = round(seconds * fps)
         width, height = stream.codec_context.width, stream.codec_context.height
-        first = next(video._decoded(False), None)
+        first = next(video._decoded(), None)
     finally:
         video.close()
     if count <= 0 or width <= 0 or height <= 0 or first is None:
@@ -307,8 +346,10 @@ def sample_frames(
     """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at ``sample_fps``.
 
     ``exact``: sample k is ``info.frame_for_sample(k)``. One seek to the keyframe before the
-    first wanted frame, then every frame is decoded in order (frame threads) and only sampled
-    frames are converted to RGB: seeking before each sample costs far more with H.264.
+    first wanted frame, then the file is read in order (no more seeks: seeking before each
+    sample costs far more with H.264); frames are decoded (frame threads) from the last
+    keyframe before each wanted frame, so keyframe intervals with no sample in them are never
+    decoded, and only sampled frames are converted to RGB.
 
     ``keyframes`` (fast, for long videos): sample k is the last keyframe at or before
     ``frame_for_sample(k)``, and is skipped when that keyframe is at or before
@@ -342,7 +383,8 @@ def _exact_samples(
 ) -> Iterator[SampledFrame]:
     k = first
     target = info.frame_for_sample(k, sample_fps)
-    for n, frame in video.frames_from(target, keyframes_only=False):
+    # the decoder asks for the wanted frame as it goes: ``target`` read as it changes
+    for n, frame in video.frames_from(lambda: target, keyframes_only=False):  # noqa: B023
         if n < target:
             continue
         rgb = video.rgb(frame)
@@ -373,9 +415,56 @@ def _keyframe_samples(
             before, k = target, k + 1
             target = info.frame_for_sample(k, sample_fps)
 
-    for n, frame in video.frames_from(target, keyframes_only=True):
+    for n, frame in video.frames_from(lambda: target, keyframes_only=True):  # noqa: B023
         yield from settle(n)
         if k >= end:
             return
         held = (n, frame)
     yield from settle(1 << 62)
+
+
+def prefetched(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFrame]:
+    """``frames``, decoded ahead by up to ``depth`` frames in a thread of their own: the
+    decoder (which releases the GIL) keeps working while the caller detects and scores faces.
+    Errors reach the caller where they happened; leaving the loop early stops the decoding."""
+    import queue
+    import threading
+
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        try:
+            for frame in frames:
+                if not offer(frame):
+                    break
+        except BaseException as exc:  # handed to the caller, raised there
+            offer(exc)
+            return
+        finally:
+            frames.close()  # type: ignore[attr-defined]
+        offer(done)
+
+    thread = threading.Thread(target=decode, name="rrr-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

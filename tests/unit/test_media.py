@@ -192,6 +192,7 @@ def test_segments_equal_one_pass_in_other_containers(gop_video, tmp_path, extens
 
 
 def test_exact_samples_are_the_frames_of_a_full_decode(gop_video):
+    """Keyframe intervals without a sample are skipped, never the frames a sample needs."""
     import av
     import numpy as np
 
@@ -201,6 +202,11 @@ def test_exact_samples_are_the_frames_of_a_full_decode(gop_video):
     samples = list(sample_frames(gop_video, info, 2.0, 1000, first=5, end=12))
     assert [f.frame_number for f in samples] == [15 * k for k in range(5, 12)]
     assert all(np.array_equal(f.rgb, every[f.frame_number]) for f in samples)
+    for rate in (0.3, 0.7, 1.0, 7.0):
+        samples = list(sample_frames(gop_video, info, rate, 1000))
+        assert [f.frame_number for f in samples] == [
+            info.frame_for_sample(k, rate) for k in range(info.expected_samples(rate, 1000))]
+        assert all(np.array_equal(f.rgb, every[f.frame_number]) for f in samples), rate
 
 
 def test_keyframe_sampling_returns_keyframes_only_in_order(gop_video):
@@ -275,3 +281,33 @@ def test_zero_rate_avi_is_refused_or_sampled(tmp_path):
         assert exc.code == "video_bad_fps"
     else:
         assert len(list(sample_frames(path, info, 1.0, 10))) == 1
+
+
+def test_prefetched_keeps_order_raises_where_it_failed_and_stops_early():
+    import threading
+
+    from shared.media import prefetched
+
+    closed = threading.Event()
+
+    def numbers(fail_at=None):
+        try:
+            for i in range(100):
+                if i == fail_at:
+                    raise MediaError("broken", code="video_corrupt")
+                yield i
+        finally:
+            closed.set()
+
+    assert list(prefetched(numbers(), 4)) == list(range(100))
+    seen = []
+    with pytest.raises(MediaError):
+        for i in prefetched(numbers(fail_at=7), 4):
+            seen.append(i)
+    assert seen == list(range(7))
+    closed.clear()
+    for i in prefetched(numbers(), 4):
+        if i == 2:
+            break
+    assert closed.is_set()  # the decoding thread closed its generator before the loop ended
+    assert not [t for t in threading.enumerate() if t.name == "rrr-decode"]
