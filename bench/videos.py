@@ -1,11 +1,12 @@
 """Long test videos built from the shared clips, and what decoding them costs.
 
-    python -m bench.videos [--seconds 60] [--repeat 3] [--out var/bench]
+    python -m bench.videos [--seconds 60] [--repeat 3] [--out var/bench] [--verdict]
 
 Builds (once, cached under ``--out``) a 60 s 1080p and a 60 s 720p H.264 video from the shared
 labelled clips, then times decoder options on each at 1 sampled frame per second: wall seconds
 and CPU seconds (user + system of this process, decoder threads included), median of
-``--repeat`` runs. Media is never committed: the videos are built on the fly.
+``--repeat`` runs. ``--verdict``: whole verdicts of the service (faces and model included)
+against decoding alone. Media is never committed: the videos are built on the fly.
 
 ``build_video`` and ``time_decode`` are importable: later benchmarks use them too.
 """
@@ -192,6 +193,23 @@ def shipped_sampler(path: Path, sample_fps: float = 1.0, sampling: str = "exact"
     return sum(1 for _ in sample_frames(path, info, sample_fps, 1 << 30, sampling=sampling))
 
 
+def service_verdict(path: Path, sample_fps: float = 1.0, sampling: str = "exact",
+                    overlap: bool = True) -> int:
+    """The whole verdict as a worker gives it (decode, faces, model, aggregation) with the
+    configured engine and weights; ``overlap=False`` decodes and scores in turn instead."""
+    import worker.pipeline as pipeline
+
+    analyzer = pipeline.get_analyzer()
+    original = pipeline.prefetched
+    if not overlap:
+        pipeline.prefetched = lambda frames, depth: frames  # type: ignore[assignment]
+    try:
+        result, _ = analyzer.analyze_video(path, sample_fps, 1 << 30, lambda d, t: True, sampling)
+    finally:
+        pipeline.prefetched = original
+    return int(result["frames_analyzed"])
+
+
 @dataclass
 class Timing:
     seconds: float
@@ -227,6 +245,13 @@ OPTIONS: list[tuple[str, Callable[..., int], dict[str, object]]] = [
     ("service: sample_frames exact", shipped_sampler, {"sampling": "exact"}),
     ("service: sample_frames keyframes", shipped_sampler, {"sampling": "keyframes"}),
 ]
+VERDICTS: list[tuple[str, Callable[..., int], dict[str, object]]] = [
+    ("decode only: sample_frames exact", shipped_sampler, {"sampling": "exact"}),
+    ("verdict exact, decode and score in turn", service_verdict, {"overlap": False}),
+    ("verdict exact, decoding overlapped", service_verdict, {"overlap": True}),
+    ("decode only: sample_frames keyframes", shipped_sampler, {"sampling": "keyframes"}),
+    ("verdict keyframes", service_verdict, {"sampling": "keyframes"}),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gop", type=int, default=60, help="frames between keyframes")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench")
     parser.add_argument("--only", default="", help="run options whose name contains this")
+    parser.add_argument("--verdict", action="store_true",
+                        help="time whole verdicts (faces + model) against decoding alone instead")
     args = parser.parse_args(argv)
     sizes = [(1920, 1080), (1280, 720)]
     videos = []
@@ -251,13 +278,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{name} s | {name} CPU s | {name} frames" for name, _ in videos) + " |"
     print(header)
     print("|" + "---|" * (1 + 3 * len(videos)))
-    for label, fn, kwargs in OPTIONS:
-        if args.only and args.only not in label:
-            continue
+    if args.verdict:
+        service_verdict(videos[-1][1], sampling="keyframes")  # load the model first
+    rows = [row for row in (VERDICTS if args.verdict else OPTIONS)
+            if not args.only or args.only in row[0]]
+    # round robin: every option runs once per round, so a burst of load from elsewhere on the
+    # machine hits all of them alike; medians over the rounds
+    runs: dict[tuple[int, int], list[Timing]] = {}
+    for _ in range(args.repeat):
+        for i, (_, fn, kwargs) in enumerate(rows):
+            for j, (_, path) in enumerate(videos):
+                runs.setdefault((i, j), []).append(time_decode(fn, path, 1, **kwargs))
+    for i, (label, _, _) in enumerate(rows):
         cells = []
-        for _, path in videos:
-            t = time_decode(fn, path, args.repeat, **kwargs)
-            cells.append(f"{t.seconds:.2f} | {t.cpu_seconds:.2f} | {t.frames}")
+        for j in range(len(videos)):
+            seconds = statistics.median(t.seconds for t in runs[i, j])
+            cpu = statistics.median(t.cpu_seconds for t in runs[i, j])
+            cells.append(f"{seconds:.2f} | {cpu:.2f} | {runs[i, j][-1].frames}")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 
