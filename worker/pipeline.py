@@ -19,14 +19,7 @@ from shared.detector import Detector, get_detector
 from shared.errors import DetectionError
 from shared.explain import overlay, png_bytes
 from shared.faces import FaceDetector, crop_face, crop_region
-from shared.media import (
-    SampledFrame,
-    VideoInfo,
-    decode_image,
-    prefetched,
-    probe_video,
-    sample_frames,
-)
+from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 
@@ -201,8 +194,7 @@ class Analyzer:
             if not on_frames(rows):
                 raise Canceled()
 
-        frames = sample_frames(path, info, sample_fps, max_frames, first, end, sampling)
-        for frame in prefetched(frames, FRAMES_PER_BATCH):
+        for frame in sample_frames(path, info, sample_fps, max_frames, first, end, sampling):
             pending.append(frame)
             if len(pending) >= FRAMES_PER_BATCH:
                 flush()
