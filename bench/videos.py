@@ -193,20 +193,14 @@ def shipped_sampler(path: Path, sample_fps: float = 1.0, sampling: str = "exact"
     return sum(1 for _ in sample_frames(path, info, sample_fps, 1 << 30, sampling=sampling))
 
 
-def service_verdict(path: Path, sample_fps: float = 1.0, sampling: str = "exact",
-                    overlap: bool = True) -> int:
+def service_verdict(path: Path, sample_fps: float = 1.0, sampling: str = "exact") -> int:
     """The whole verdict as a worker gives it (decode, faces, model, aggregation) with the
-    configured engine and weights; ``overlap=False`` decodes and scores in turn instead."""
-    import worker.pipeline as pipeline
+    configured engine and weights."""
+    from worker.pipeline import get_analyzer
 
-    analyzer = pipeline.get_analyzer()
-    original = pipeline.prefetched
-    if not overlap:
-        pipeline.prefetched = lambda frames, depth: frames  # type: ignore[assignment]
-    try:
-        result, _ = analyzer.analyze_video(path, sample_fps, 1 << 30, lambda d, t: True, sampling)
-    finally:
-        pipeline.prefetched = original
+    result, _ = get_analyzer().analyze_video(
+        path, sample_fps, 1 << 30, lambda d, t: True, sampling
+    )
     return int(result["frames_analyzed"])
 
 
@@ -247,8 +241,7 @@ OPTIONS: list[tuple[str, Callable[..., int], dict[str, object]]] = [
 ]
 VERDICTS: list[tuple[str, Callable[..., int], dict[str, object]]] = [
     ("decode only: sample_frames exact", shipped_sampler, {"sampling": "exact"}),
-    ("verdict exact, decode and score in turn", service_verdict, {"overlap": False}),
-    ("verdict exact, decoding overlapped", service_verdict, {"overlap": True}),
+    ("verdict exact", service_verdict, {}),
     ("decode only: sample_frames keyframes", shipped_sampler, {"sampling": "keyframes"}),
     ("verdict keyframes", service_verdict, {"sampling": "keyframes"}),
 ]
@@ -263,8 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="run options whose name contains this")
     parser.add_argument("--verdict", action="store_true",
                         help="time whole verdicts (faces + model) against decoding alone instead")
+    parser.add_argument("--heights", default="1080,720", help="built videos, 16:9")
     args = parser.parse_args(argv)
-    sizes = [(1920, 1080), (1280, 720)]
+    sizes = [(int(h) * 16 // 9, int(h)) for h in args.heights.split(",")]
     videos = []
     for width, height in sizes:
         path = args.out / f"built-{int(args.seconds)}s-{height}p-gop{args.gop}.mp4"

@@ -281,33 +281,3 @@ def test_zero_rate_avi_is_refused_or_sampled(tmp_path):
         assert exc.code == "video_bad_fps"
     else:
         assert len(list(sample_frames(path, info, 1.0, 10))) == 1
-
-
-def test_prefetched_keeps_order_raises_where_it_failed_and_stops_early():
-    import threading
-
-    from shared.media import prefetched
-
-    closed = threading.Event()
-
-    def numbers(fail_at=None):
-        try:
-            for i in range(100):
-                if i == fail_at:
-                    raise MediaError("broken", code="video_corrupt")
-                yield i
-        finally:
-            closed.set()
-
-    assert list(prefetched(numbers(), 4)) == list(range(100))
-    seen = []
-    with pytest.raises(MediaError):
-        for i in prefetched(numbers(fail_at=7), 4):
-            seen.append(i)
-    assert seen == list(range(7))
-    closed.clear()
-    for i in prefetched(numbers(), 4):
-        if i == 2:
-            break
-    assert closed.is_set()  # the decoding thread closed its generator before the loop ended
-    assert not [t for t in threading.enumerate() if t.name == "rrr-decode"]
