@@ -44,7 +44,13 @@ _UPLOAD = {
                         "description": "several images: a batch job",
                     },
                     "sample_fps": {"type": "number", "default": 1.0, "description": "video only"},
-                    "sampling": {"type": "string", "enum": ["exact"], "default": "exact"},
+                    "sampling": {
+                        "type": "string",
+                        "enum": ["exact", "keyframes"],
+                        "default": "exact",
+                        "description": "video only: exact = the frame at each sample time; "
+                        "keyframes = the nearest keyframe at or before it (faster, fewer frames)",
+                    },
                     "max_frames": {"type": "integer", "description": "video only"},
                     "threshold": {
                         "type": "number",

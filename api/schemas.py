@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.config import settings
 from shared.errors import BadRequest
+from shared.media import SAMPLING_MODES
 from shared.models import FrameResult, Job, JobKind, utcnow
 
 VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")
@@ -98,11 +99,12 @@ def parse_job_params(form) -> dict[str, Any]:
     if threshold is not None:
         params["threshold"] = threshold
     sampling = form.get("sampling") or "exact"
-    if sampling != "exact":
+    if sampling not in SAMPLING_MODES:
         raise BadRequest(
-            f"sampling={sampling!r} is not available in this version; use 'exact'",
+            f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling[:40]!r}",
             code="invalid_field",
         )
+    params["sampling"] = sampling
     if form.get("callback_url"):
         raise BadRequest(
             "callback_url is not available in this version; poll GET /v1/jobs/<id> instead",

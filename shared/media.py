@@ -1,23 +1,29 @@
 """Media: decide what an upload is from its bytes, decode images, sample video frames.
 
+Videos are decoded with PyAV (FFmpeg's libavcodec); see ``sample_frames`` for how.
+
 Every failure raises a ``DetectionError`` subclass with a stable code, so a worker never dies on
 bad media: the job fails with that code and message.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import cv2
+import av
 import filetype
 import numpy as np
 from PIL import Image, ImageOps
 
 from shared.errors import BadRequest, MediaError, UnsupportedMedia
+
+log = logging.getLogger("rrr.media")
 
 IMAGE_TYPES = {
     "image/jpeg": "jpg",
@@ -147,49 +153,185 @@ class VideoInfo:
         return max(0, math.ceil(k * self.fps / rate - 1e-6))
 
 
+SAMPLING_MODES = ("exact", "keyframes")
+
+
 @dataclass(frozen=True)
 class SampledFrame:
-    index: int  # 0, 1, 2, ... among sampled frames
-    frame_number: int  # position in the decoded stream
+    index: int  # sample number k: 0, 1, 2, ... (keyframe sampling leaves gaps)
+    frame_number: int  # position in the video at its frame rate, from the frame's timestamp
     timestamp_s: float
     rgb: np.ndarray  # (H, W, 3) uint8, rotation metadata already applied
 
 
-def _open_capture(path: Path) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not capture.isOpened():
-        raise MediaError(
-            "the video could not be opened (corrupt, truncated or an unsupported codec)",
-            code="video_corrupt",
-        )
-    # Honour rotation metadata (phones record portrait video as rotated landscape).
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-    return capture
+class _Video:
+    """One open video stream. Frames are numbered from their timestamps (pts), so a decode
+    that starts after a seek numbers them exactly as a decode from the start does."""
+
+    SEEK_TRIES = 3  # seeks that land after the wanted frame; then decode from the start
+
+    def __init__(self, path: Path, fps: float | None, threads: int) -> None:
+        self.path, self.threads = path, threads
+        self._open()
+        stream = self.stream
+        if fps is None:
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0
+        self.fps = fps
+        self.start, self.time_base = stream.start_time, stream.time_base
+        # timestamps are usable when the stream says where it starts and in what unit
+        self.timed = self.start is not None and bool(self.time_base) and fps > 0
+
+    def _open(self) -> None:
+        try:
+            self.container = av.open(str(self.path))
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise MediaError(
+                "the video could not be opened (corrupt, truncated or an unsupported codec)",
+                code="video_corrupt",
+            ) from exc
+        if not self.container.streams.video:
+            self.container.close()
+            raise MediaError("the file has no video track", code="video_corrupt")
+        self.stream = self.container.streams.video[0]
+        # AUTO: frame threads (H.264 decodes several frames at once) where the codec allows
+        self.stream.thread_type = "AUTO"
+        self.stream.thread_count = self.threads
+
+    def close(self) -> None:
+        self.container.close()
+
+    def number(self, frame: av.VideoFrame, previous: int) -> int:
+        if not self.timed or frame.pts is None:
+            return previous + 1
+        return round(float((frame.pts - self.start) * self.time_base) * self.fps)
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB, turned as its display matrix says (phones store portrait video as
+        rotated landscape); ``rotation`` is counter-clockwise degrees, as np.rot90 turns."""
+        rgb = frame.to_ndarray(format="rgb24")
+        turns = round((frame.rotation or 0) / 90) % 4
+        return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+    def _number_at(self, timestamp: int) -> int:
+        return round(float((timestamp - self.start) * self.time_base) * self.fps)
+
+    def _decoded(
+        self, keyframes_only: bool = False, wanted: Callable[[], int] | None = None
+    ) -> Iterator[av.VideoFrame]:
+        """Frames in display order. A decoding error ends the stream, as the end of the file
+        would.
+
+        ``keyframes_only``: only keyframe packets reach the decoder (the others are read from
+        the file, never decoded). ``wanted``: the frame number the caller needs next; frames
+        before it are not all decoded: packets are held back until one decoded at or after
+        that frame's time shows that it lies in the current keyframe interval (then they are
+        all decoded, in order), and a keyframe at or before it drops what was held and
+        restarts the decoder there. Every frame from that keyframe on decodes exactly as in
+        a decode from the start: frames decoded before a keyframe are shown before it."""
+        try:
+            if keyframes_only:
+                for packet in self.container.demux(self.stream):
+                    if packet.is_keyframe or packet.size == 0:  # size 0: the final flush packet
+                        yield from packet.decode()
+            elif wanted is None or not self.timed:
+                yield from self.container.decode(self.stream)
+            else:
+                yield from self._decoded_from_keyframes(wanted)
+        except av.FFmpegError as exc:
+            log.warning("%s: decoding stopped early: %s", self.path.name, exc)
+
+    def _decoded_from_keyframes(self, wanted: Callable[[], int]) -> Iterator[av.VideoFrame]:
+        held: list[av.Packet] = []
+        skipping = True  # False once a packet without timestamps makes holding back unsafe
+        for packet in self.container.demux(self.stream):
+            if packet.size == 0 or not skipping or packet.dts is None or packet.pts is None:
+                skipping = skipping and packet.size != 0 and None not in (packet.dts, packet.pts)
+                for earlier in held:
+                    yield from earlier.decode()
+                held.clear()
+                yield from packet.decode()
+                continue
+            if packet.is_keyframe and self._number_at(packet.pts) <= wanted():
+                held.clear()  # all shown before the wanted frame, like what the decoder holds
+                self.stream.codec_context.flush_buffers()
+            held.append(packet)
+            if self._number_at(packet.dts) >= wanted():
+                for earlier in held:
+                    yield from earlier.decode()
+                held.clear()
+
+    def frames_from(
+        self, wanted: Callable[[], int], keyframes_only: bool
+    ) -> Iterator[tuple[int, Any]]:
+        """(frame number, frame) from the keyframe at or before frame ``wanted()`` on. Seeks
+        when the timestamps allow; a seek must land at or before it (a container's index can
+        point just after it, MPEG-TS has no index at all), else it is retried further back,
+        and finally the video is decoded from the start. ``wanted`` is asked again as frames
+        are taken (see ``_decoded``)."""
+        first = wanted()
+        want = None if keyframes_only else wanted
+        if first > 0 and self.timed:
+            for attempt in range(self.SEEK_TRIES):
+                back_s = first / self.fps - attempt * 2.0
+                if back_s <= 0:
+                    break
+                offset = round(back_s / float(self.time_base))
+                try:
+                    self.container.seek(self.start + offset, stream=self.stream, backward=True)
+                except av.FFmpegError:
+                    break
+                frames = self._decoded(keyframes_only, want)
+                head = next(frames, None)
+                if head is None or head.pts is None:
+                    break
+                n = self.number(head, -1)
+                if n <= first:
+                    yield n, head
+                    for frame in frames:
+                        n = self.number(frame, n)
+                        yield n, frame
+                    return
+            self.close()  # an unreliable seek: start over from the first frame
+            self._open()
+        n = -1
+        for frame in self._decoded(keyframes_only, want):
+            n = self.number(frame, n)
+            yield n, frame
+
+
+def _decode_threads() -> int:
+    from shared.config import settings
+
+    return settings.decode_threads
 
 
 def probe_video(path: Path) -> VideoInfo:
-    capture = _open_capture(path)
+    """Frame rate, frame count and display size (rotation applied) of a video; decodes its
+    first frame, so a video whose frames cannot be decoded is refused here."""
+    video = _Video(path, None, _decode_threads())
     try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        stream = video.stream
+        fps = video.fps
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            raise MediaError("the video reports no usable frame rate", code="video_bad_fps")
+        count = int(stream.frames or 0)
+        if count <= 0:
+            # no frame count in the header: estimate it from the duration, as FFmpeg does
+            if stream.duration is not None and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (video.container.duration or 0) / av.time_base
+            count = round(seconds * fps)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        first = next(video._decoded(), None)
     finally:
-        capture.release()
-    if not math.isfinite(fps) or fps <= 0 or fps > 1000:
-        raise MediaError("the video reports no usable frame rate", code="video_bad_fps")
-    if count <= 0 or width <= 0 or height <= 0:
+        video.close()
+    if count <= 0 or width <= 0 or height <= 0 or first is None:
         raise MediaError("the video contains no frames", code="video_no_frames")
+    if round((first.rotation or 0) / 90) % 2:
+        width, height = height, width
     return VideoInfo(fps=fps, frame_count=count, width=width, height=height)
-
-
-def _seek(capture: cv2.VideoCapture, frame_number: int) -> bool:
-    """Position the decoder on ``frame_number`` (FFmpeg seeks to the keyframe before it and
-    decodes forward); False when the container does not allow an exact seek."""
-    if frame_number == 0:
-        return True
-    capture.set(cv2.CAP_PROP_POS_FRAMES, frame_number)
-    return int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == frame_number
 
 
 def sample_frames(
@@ -199,34 +341,83 @@ def sample_frames(
     max_frames: int,
     first: int = 0,
     end: int | None = None,
+    sampling: str = "exact",
 ) -> Iterator[SampledFrame]:
-    """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at
-    ``sample_fps``: one seek to the first, then sequential decoding (grab every frame, retrieve
-    only sampled ones), since seeking before each sample is several times slower with H.264."""
+    """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at ``sample_fps``.
+
+    ``exact``: sample k is ``info.frame_for_sample(k)``. One seek to the keyframe before the
+    first wanted frame, then the file is read in order (no more seeks: seeking before each
+    sample costs far more with H.264); frames are decoded (frame threads) from the last
+    keyframe before each wanted frame, so keyframe intervals with no sample in them are never
+    decoded, and only sampled frames are converted to RGB.
+
+    ``keyframes`` (fast, for long videos): sample k is the last keyframe at or before
+    ``frame_for_sample(k)``, and is skipped when that keyframe is at or before
+    ``frame_for_sample(k - 1)`` (an earlier sample has it). Only keyframes are decoded, so
+    frames are as far apart as the video's keyframes, and ``index`` has gaps where samples
+    were skipped. Both rules depend on k alone: segments give the rows of a single pass.
+    """
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"sampling must be one of {SAMPLING_MODES}, not {sampling!r}")
     end = min(info.expected_samples(sample_fps, max_frames), end if end is not None else 1 << 62)
     if first >= end:
         return
-    capture = _open_capture(path)
-    k = first
-    target = info.frame_for_sample(k, sample_fps)
+    video = _Video(path, info.fps, _decode_threads())
     yielded = 0
     try:
-        frame_number = info.frame_for_sample(first, sample_fps)
-        if not _seek(capture, frame_number):
-            capture.release()  # inexact seek: decode from the start instead
-            capture = _open_capture(path)
-            frame_number = 0
-        while k < end and capture.grab():
-            if frame_number == target:
-                ok, bgr = capture.retrieve()
-                if ok and bgr is not None:
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    yield SampledFrame(k, frame_number, round(frame_number / info.fps, 3), rgb)
-                    yielded += 1
-                k += 1
-                target = info.frame_for_sample(k, sample_fps)
-            frame_number += 1
+        if sampling == "keyframes":
+            samples = _keyframe_samples(video, info, sample_fps, first, end)
+        else:
+            samples = _exact_samples(video, info, sample_fps, first, end)
+        for sample in samples:
+            yield sample
+            yielded += 1
     finally:
-        capture.release()
+        video.close()
     if yielded == 0 and first == 0:
         raise MediaError("no frame of the video could be decoded", code="video_no_frames")
+
+
+def _exact_samples(
+    video: _Video, info: VideoInfo, sample_fps: float, first: int, end: int
+) -> Iterator[SampledFrame]:
+    k = first
+    target = info.frame_for_sample(k, sample_fps)
+    # the decoder asks for the wanted frame as it goes: ``target`` read as it changes
+    for n, frame in video.frames_from(lambda: target, keyframes_only=False):  # noqa: B023
+        if n < target:
+            continue
+        rgb = video.rgb(frame)
+        # the first frame at or after the sample's time; after a gap in the timestamps it is
+        # that frame for every sample the gap covers
+        while k < end and n >= target:
+            yield SampledFrame(k, n, round(n / info.fps, 3), rgb)
+            k += 1
+            target = info.frame_for_sample(k, sample_fps)
+        if k >= end:
+            return
+
+
+def _keyframe_samples(
+    video: _Video, info: VideoInfo, sample_fps: float, first: int, end: int
+) -> Iterator[SampledFrame]:
+    k = first
+    target = info.frame_for_sample(k, sample_fps)
+    before = info.frame_for_sample(k - 1, sample_fps) if k > 0 else -1
+    held: tuple[int, Any] | None = None  # the last keyframe at or before ``target``
+
+    def settle(next_n: int) -> Iterator[SampledFrame]:
+        """Samples whose keyframe is ``held``: all those before the keyframe at ``next_n``."""
+        nonlocal k, target, before
+        while k < end and next_n > target:
+            if held is not None and held[0] > before:
+                yield SampledFrame(k, held[0], round(held[0] / info.fps, 3), video.rgb(held[1]))
+            before, k = target, k + 1
+            target = info.frame_for_sample(k, sample_fps)
+
+    for n, frame in video.frames_from(lambda: target, keyframes_only=True):  # noqa: B023
+        yield from settle(n)
+        if k >= end:
+            return
+        held = (n, frame)
+    yield from settle(1 << 62)

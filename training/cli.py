@@ -103,6 +103,9 @@ def train_command(**kwargs: object) -> None:
 @click.option("--sample-fps", default=1.0, show_default=True, help="Video frames per second.")
 @click.option("--engine", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Score with the checkpoint (torch) or the ONNX file beside it (onnx).")
+@click.option("--sampling", type=click.Choice(["exact", "keyframes"]), default="exact",
+              show_default=True, help="Video frame sampling: the frame at each sample time, or "
+              "the nearest keyframe at or before it (the fast mode).")
 def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
     from training.evaluate import evaluate
@@ -138,6 +141,7 @@ def eval_command(**kwargs: object) -> None:
             analyzer_for(judged, threads=int(kwargs["threads"]),  # type: ignore[arg-type]
                          engine=str(kwargs["engine"])),
             sample_fps=float(kwargs["sample_fps"]),  # type: ignore[arg-type]
+            sampling=str(kwargs["sampling"]),
         )
         (Path(str(out_dir)) / "videos.json").write_text(json.dumps(metrics["videos"], indent=1))
     click.echo(json.dumps(metrics, indent=1))

@@ -29,18 +29,23 @@ def analyzer_for(checkpoint: Path, threshold: float | None = None, threads: int 
 
 
 def evaluate_videos(
-    labels_csv: Path, analyzer: Analyzer, sample_fps: float = 1.0, max_frames: int = 7200
+    labels_csv: Path,
+    analyzer: Analyzer,
+    sample_fps: float = 1.0,
+    max_frames: int = 7200,
+    sampling: str = "exact",
 ) -> dict[str, Any]:
     """Each row of ``labels_csv`` (columns ``file`` relative to the CSV, ``label`` real/fake)
-    -> the service's verdict; plus how many were right."""
+    -> the service's verdict; plus how many were right and the seconds each video took."""
     with open(labels_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     results = []
     per_video: list[tuple[str, list[dict[str, Any]]]] = []
     for row in tqdm(rows, desc="videos", unit="video"):
         path = labels_csv.parent / row["file"]
-        result, frames = analyzer.analyze_video(path, sample_fps, max_frames,
-                                                lambda done, total: True)
+        result, frames = analyzer.analyze_video(
+            path, sample_fps, max_frames, lambda done, total: True, sampling
+        )
         expected = row["label"].strip().upper()
         per_video.append((expected, frames))
         results.append(
@@ -51,6 +56,7 @@ def evaluate_videos(
                 "probability_fake": result["probability_fake"],
                 "frames_analyzed": result["frames_analyzed"],
                 "frames_with_faces": result["frames_with_faces"],
+                "seconds": round(result["timings_ms"]["total"] / 1000, 3),
                 "correct": result["prediction"] == expected,
             }
         )
@@ -61,6 +67,8 @@ def evaluate_videos(
         "threshold": analyzer.threshold,
         "aggregation": "mean_of_frame_max",
         "sample_fps": sample_fps,
+        "sampling": sampling,
+        "seconds": round(sum(r["seconds"] for r in results), 3),
         "results": results,
         # the same frames under each candidate rule (training/aggregation.py)
         "aggregation_study": compare_rules(per_video, analyzer.threshold),

@@ -190,9 +190,11 @@ class Analyzer:
         first: int,
         end: int | None,
         on_frames: FramesFn,
+        sampling: str = "exact",
     ) -> None:
         """Score samples ``first`` .. ``end - 1`` of a video, handing per-frame rows to
-        ``on_frames`` every FRAMES_PER_BATCH frames (faces of those frames form one batch)."""
+        ``on_frames`` every FRAMES_PER_BATCH frames (faces of those frames form one batch).
+        ``sampling``: ``exact`` or ``keyframes`` (shared/media.py, sample_frames)."""
         pending: list[SampledFrame] = []
 
         def flush() -> None:
@@ -213,7 +215,7 @@ class Analyzer:
             if not on_frames(rows):
                 raise Canceled()
 
-        frames = sample_frames(path, info, sample_fps, max_frames, first, end)
+        frames = sample_frames(path, info, sample_fps, max_frames, first, end, sampling)
         while True:
             t0 = time.perf_counter()
             frame = next(frames, None)
@@ -227,7 +229,11 @@ class Analyzer:
             flush()
 
     def video_result(
-        self, info: VideoInfo, frames: list[dict[str, Any]], sample_fps: float
+        self,
+        info: VideoInfo,
+        frames: list[dict[str, Any]],
+        sample_fps: float,
+        sampling: str = "exact",
     ) -> dict[str, Any]:
         """The verdict and facts of a whole video from all its per-frame rows, in order."""
         rate = info.effective_sample_fps(sample_fps)
@@ -239,6 +245,7 @@ class Analyzer:
                 "duration_s": round(info.duration_s, 3),
                 "fps": round(info.fps, 3),
                 "sample_fps": rate,
+                "sampling": sampling,
                 "width": info.width,
                 "height": info.height,
                 "model": self.detector.info.as_dict(),
@@ -247,7 +254,12 @@ class Analyzer:
         return result
 
     def analyze_video(
-        self, path: Path, sample_fps: float, max_frames: int, progress: ProgressFn
+        self,
+        path: Path,
+        sample_fps: float,
+        max_frames: int,
+        progress: ProgressFn,
+        sampling: str = "exact",
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A whole video in this process: (result, per-frame rows). The service splits long
         videos into segments instead (worker/videos.py); evaluation and tests use this."""
@@ -263,8 +275,8 @@ class Analyzer:
             # the container's frame count can be short; never report done > total
             return progress(len(frames), max(total, len(frames)))
 
-        self.analyze_segment(path, info, sample_fps, max_frames, 0, None, collect)
-        result = self.video_result(info, frames, sample_fps)
+        self.analyze_segment(path, info, sample_fps, max_frames, 0, None, collect, sampling)
+        result = self.video_result(info, frames, sample_fps, sampling)
         result["timings_ms"] = {"total": round((time.perf_counter() - t0) * 1000, 1)}
         return result, frames
 

@@ -32,6 +32,11 @@ def _sampling(params: dict[str, Any]) -> tuple[float, int]:
     )
 
 
+def _mode(params: dict[str, Any]) -> str:
+    """``exact`` or ``keyframes``; jobs queued before the field existed were exact."""
+    return str(params.get("sampling", "exact"))
+
+
 def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[tuple[int, int]]:
     """[first, end) sample ranges covering the video, RRR_SEGMENT_SECONDS of video each."""
     total = info.expected_samples(sample_fps, max_frames)
@@ -76,7 +81,8 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
             return segments.add_segment_frames(session, job_id, index, attempt, rows)
 
     with get_storage().local_path(upload["key"]) as path:
-        analyzer.analyze_segment(path, info, sample_fps, max_frames, first, end, store)
+        analyzer.analyze_segment(path, info, sample_fps, max_frames, first, end, store,
+                                 _mode(params))
     seconds = time.perf_counter() - started
     with session_scope() as session:
         last = segments.finish_segment(session, job_id, index, attempt, seconds)
@@ -97,7 +103,7 @@ def _aggregate(job_id: str, attempt: int, info: VideoInfo, sample_fps: float,
         durations = segments.segment_durations(session, job_id)
         job = session.get(Job, job_id)
         wall = (utcnow() - job.started_at).total_seconds()
-        result = analyzer.video_result(info, frames, sample_fps)
+        result = analyzer.video_result(info, frames, sample_fps, _mode(params))
         result["segments"] = {"count": len(durations), "longest_s": round(max(durations), 3)}
         result["timings_ms"] = {"total": round(wall * 1000, 1)}
         if not jobs.mark_succeeded(session, job_id, attempt, result):

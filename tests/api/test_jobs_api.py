@@ -59,6 +59,16 @@ def test_submit_batch_and_video(client, face_crops, video_paths):
     assert body["links"]["frames"] == f"/v1/jobs/{body['id']}/frames"
 
 
+def test_video_sampling_mode_is_validated_and_kept(client, video_paths):
+    data = video_paths[0].read_bytes()
+    default = _upload(client, data, name="clip.mp4").get_json()
+    assert default["params"]["sampling"] == "exact"
+    fast = _upload(client, data, name="clip.mp4", sampling="keyframes")
+    assert fast.status_code == 202 and fast.get_json()["params"]["sampling"] == "keyframes"
+    body = _error(_upload(client, data, name="clip.mp4", sampling="bogus"), 400, "invalid_field")
+    assert "exact" in body["error"]["message"] and "keyframes" in body["error"]["message"]
+
+
 def test_media_type_comes_from_content_not_name(client, face_crops):
     response = _upload(client, face_crops["real"][0].read_bytes(), name="looks_like.mp4")
     assert response.get_json()["kind"] == "image"
@@ -74,7 +84,8 @@ def test_media_type_comes_from_content_not_name(client, face_crops):
         ({"data": media.image_bytes(), "sample_fps": "0"}, 400, "invalid_field"),
         ({"data": media.image_bytes(), "threshold": "1.5"}, 400, "invalid_field"),
         ({"data": media.image_bytes(), "max_frames": "-3"}, 400, "invalid_field"),
-        ({"data": media.image_bytes(), "sampling": "keyframes"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "sampling": "fastest"}, 400, "invalid_field"),
+        ({"data": media.image_bytes(), "sampling": "KEYFRAMES"}, 400, "invalid_field"),
     ],
 )
 def test_bad_uploads_get_json_errors_and_store_nothing(client, kwargs, status, code):

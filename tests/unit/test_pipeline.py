@@ -74,6 +74,18 @@ def test_video_frames_and_aggregate(analyzer, video_paths):
     assert result["duration_s"] == pytest.approx(10.0, abs=0.1)
 
 
+def test_video_keyframe_sampling_rows_carry_the_keyframes(analyzer, video_paths):
+    path = next(p for p in video_paths if p.name == "abofeumbvv.mp4")
+    exact, _ = analyzer.analyze_video(path, 1.0, 100, lambda d, t: True)
+    result, frames = analyzer.analyze_video(path, 1.0, 100, lambda d, t: True, "keyframes")
+    assert exact["sampling"] == "exact" and exact["frames_analyzed"] == 10
+    assert result["sampling"] == "keyframes"
+    # this clip's keyframes are frames 0 and 163 (5.439 s at 29.97 fps): samples 0 and 6
+    assert [(f["index"], f["frame_number"], f["timestamp_s"]) for f in frames] == [
+        (0, 0, 0.0), (6, 163, 5.439)]
+    assert result["frames_analyzed"] == 2
+
+
 def test_video_stops_when_canceled(analyzer, video_paths):
     with pytest.raises(Canceled):
         analyzer.analyze_video(video_paths[0], 1.0, 100, progress=lambda d, t: d == 0)

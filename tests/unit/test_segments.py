@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from shared import jobs, segments
@@ -66,3 +67,37 @@ def test_sweep_republishes_a_stale_segment_and_aggregates_orphans(migrated):
         # the job itself is watched through its segments, not re-published whole
         assert job_id not in [j for j, _ in jobs.sweep(
             session, stale_after_s=0, requeue_after_s=600, deadline_s=3600)]
+
+
+def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(client, override_settings,
+                                                              video_paths):
+    """sampling=keyframes travels from the form to every segment task and into the result."""
+    import io
+
+    from tests.conftest import run_job_here
+    from worker.pipeline import get_analyzer
+
+    override_settings(RRR_SEGMENT_SECONDS="2")  # a 14 s clip becomes 8 segments
+    video = next(p for p in video_paths if p.name == "western_fake.mp4")
+    response = client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(video.read_bytes()), "clip.mp4"), "sample_fps": "2",
+              "sampling": "keyframes"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202
+    job_id = response.get_json()["id"]
+    run_job_here(job_id)
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["status"] == "succeeded", job
+    assert job["result"]["sampling"] == "keyframes" and job["result"]["segments"]["count"] >= 7
+    rows = client.get(f"/v1/jobs/{job_id}/frames", query_string={"limit": 100}).get_json()
+    _, one_pass = get_analyzer().analyze_video(video, 2.0, 1000, lambda d, t: True, "keyframes")
+    keys = ("index", "frame_number", "timestamp_s")
+    assert [[f[k] for k in keys] for f in rows["frames"]] == [[f[k] for k in keys]
+                                                              for f in one_pass]
+    # faces are scored in batches of different sizes here: equal up to float rounding
+    assert [f["probability_fake"] for f in rows["frames"]] == pytest.approx(
+        [f["probability_fake"] for f in one_pass], abs=1e-5)
+    # this clip's keyframes are frames 0 and 250 (8.333 s): samples 0 and 17
+    assert [(f["index"], f["frame_number"]) for f in rows["frames"]] == [(0, 0), (17, 250)]
