@@ -75,7 +75,7 @@ def run_service(quick: bool) -> dict[str, Any]:
         wait_idle,
         worker_peak_rss,
     )
-    from bench.videos import shipped_sampler
+    from bench.videos import pyav_sequential, shipped_sampler
 
     clip = video(10 if quick else 60, 1080)
     out: dict[str, Any] = {}
@@ -87,15 +87,22 @@ def run_service(quick: bool) -> dict[str, Any]:
         out["image_latency"] = image_latency(client, n=10 if quick else 40)
         out["batch"] = batch_faces_per_s(client, n=16 if quick else 64)
         wait_idle(client)
+        # decoding alone, with the service idle beside it: every frame (what a player does),
+        # and only what the service's exact sampler decodes (GOPs up to each sample)
         t0 = time.perf_counter()
-        shipped_sampler(clip)  # decoding alone, with the service idle beside it
-        decode_s = time.perf_counter() - t0
+        pyav_sequential(clip)
+        decode_all_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        shipped_sampler(clip)
+        decode_sampler_s = time.perf_counter() - t0
         exact = video_verdict(client, clip)
         fast = video_verdict(client, clip, sampling="keyframes")
         out["video"] = {
-            "video": clip.name, "decode_only_s": round(decode_s, 2), "exact": exact,
-            "exact_over_decode": round(exact["wall_s"] / decode_s, 2), "keyframes": fast,
-            "keyframes_speedup": round(exact["wall_s"] / fast["wall_s"], 2),
+            "video": clip.name, "decode_every_frame_s": round(decode_all_s, 2),
+            "decode_as_sampled_s": round(decode_sampler_s, 2), "exact": exact,
+            "exact_over_decode_every_frame": round(exact["wall_s"] / decode_all_s, 2),
+            "exact_over_decode_as_sampled": round(exact["wall_s"] / decode_sampler_s, 2),
+            "keyframes": fast, "keyframes_speedup": round(exact["wall_s"] / fast["wall_s"], 2),
         }
         out["worker_peak_rss_mb"] = worker_peak_rss(procs)
     return out
