@@ -62,6 +62,7 @@ async function submitFiles(fileList) {
   if (files.length === 1) {
     form.append("file", files[0]);
     if (isVideo(files[0]) && $("sample-fps").value) form.append("sample_fps", $("sample-fps").value);
+    if (isVideo(files[0])) form.append("sampling", $("sampling").value);
   } else {
     for (const f of files) form.append("files", f);
   }

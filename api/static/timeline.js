@@ -131,7 +131,10 @@ function frameDetail(result, frame, panel) {
 
 export async function renderVideo(job, body) {
   const r = job.result;
-  const facts = `${r.frames_analyzed} frames analysed (${r.sample_fps} per second of video), ` +
+  const how = r.sampling === "keyframes"
+    ? `keyframes only, the nearest at or before each of ${r.sample_fps} sample(s) per second of video`
+    : `${r.sample_fps} per second of video`;
+  const facts = `${r.frames_analyzed} frames analysed (${how}), ` +
     `${r.frames_with_faces} with a face; the video is ${clock(r.duration_s)} long.`;
   const rule = r.aggregation === "mean_of_frame_max"
     ? "How the video verdict is made: the average, over sampled frames that contain a face, of each frame's most suspicious face."

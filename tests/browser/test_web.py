@@ -403,3 +403,15 @@ def test_no_javascript_errors_in_the_console(page):
     entries = page.driver.get_log("browser")
     errors = [e for e in entries if e["level"] == "SEVERE" and e.get("source") == "javascript"]
     assert errors == []
+
+
+def test_video_fast_sampling_is_chosen_and_said(page, video_paths):
+    video = next(p for p in video_paths if p.name == VIDEO)
+    page.open()
+    Select(page.driver.find_element(By.ID, "sampling")).select_by_value("keyframes")
+    page.upload(video)
+    job_id = page.job_id()
+    assert page.wait_finished(timeout=150) == "Finished."
+    result = page.job(job_id)["result"]
+    assert result["sampling"] == "keyframes"
+    assert "keyframes only" in page.text("result-body")
