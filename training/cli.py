@@ -29,6 +29,18 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
+    """(checkpoint, data folder, labels CSV) from the options; exits with a reason if missing."""
+    checkpoint = Path(str(kwargs["checkpoint"]))
+    if not checkpoint.is_file():
+        _fail(f"checkpoint not found: {checkpoint}")
+    data_dir = Path(str(kwargs["data_dir"]))
+    labels = Path(str(kwargs["labels_csv"] or data_dir / "labels.csv"))
+    if not labels.is_file():
+        _fail(f"labels CSV not found: {labels}")
+    return checkpoint, data_dir, labels
+
+
 @click.command("train")
 @click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
               help="Folder the labels CSV's file paths are relative to.")
@@ -110,13 +122,7 @@ def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
     from training.evaluate import evaluate
 
-    checkpoint = Path(str(kwargs["checkpoint"]))
-    if not checkpoint.is_file():
-        _fail(f"checkpoint not found: {checkpoint}")
-    data_dir = Path(str(kwargs["data_dir"]))
-    labels = Path(str(kwargs["labels_csv"] or data_dir / "labels.csv"))
-    if not labels.is_file():
-        _fail(f"labels CSV not found: {labels}")
+    checkpoint, data_dir, labels = _checked_inputs(kwargs)
     out_dir = kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"
     try:
         metrics = evaluate(
@@ -173,13 +179,7 @@ def robustness_command(**kwargs: object) -> None:
     input-purification defence on the held-out test split; writes a Markdown/JSON/PNG report."""
     from training.robustness import RobustnessConfig, quick_config, run
 
-    checkpoint = Path(str(kwargs["checkpoint"]))
-    if not checkpoint.is_file():
-        _fail(f"checkpoint not found: {checkpoint}")
-    data_dir = Path(str(kwargs["data_dir"]))
-    labels = Path(str(kwargs["labels_csv"] or data_dir / "labels.csv"))
-    if not labels.is_file():
-        _fail(f"labels CSV not found: {labels}")
+    checkpoint, data_dir, labels = _checked_inputs(kwargs)
     videos = str(kwargs["videos_csv"] or "")
     if videos and not Path(videos).is_file():
         _fail(f"videos CSV not found: {videos} (pass --videos '' to skip the videos)")
