@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import DFDC
 from bench.faces import haar, load_rgb, product
 from shared.detector import Detector
 from shared.faces import crop_face
 from training.data import read_labels, split_samples
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfdc_faces"
+DATA = DFDC
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,9 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+from bench.data import SHARED_DATA  # noqa: E402
+
+DATA = SHARED_DATA
 
 Box = tuple[float, float, float, float, float]  # x, y, w, h (original pixels), score
 DetectFn = Callable[[np.ndarray], list[Box]]

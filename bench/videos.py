@@ -28,8 +28,9 @@ import av
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+from bench.data import BENCH_DIR, SHARED_DATA
+
+SHARED_VIDEOS = SHARED_DATA / "videos"
 
 
 def shared_clips(labels_csv: Path = SHARED_VIDEOS / "labels.csv") -> list[Path]:
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gop", type=int, default=60, help="frames between keyframes")
-    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR)
     parser.add_argument("--only", default="", help="run options whose name contains this")
     parser.add_argument("--verdict", action="store_true",
                         help="time whole verdicts (faces + model) against decoding alone instead")
