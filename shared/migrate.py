@@ -9,7 +9,9 @@ from shared.config import PROJECT_ROOT
 
 
 def alembic_config() -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    """The migrations ship inside the installed project (a checkout or ``pip install .``),
+    so no alembic.ini is needed to upgrade; the URL comes from the settings (migrations/env.py)."""
+    config = Config()
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     return config
 
