@@ -4,8 +4,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# PIP_EXTRA_INDEX_URL may point at a CPU-only torch wheel index to keep the image small.
-ARG PIP_EXTRA_INDEX_URL=""
+# The serving install: ONNX Runtime, no PyTorch (add the 'torch' extra for RRR_ENGINE=torch).
 COPY pyproject.toml README.md alembic.ini ./
 COPY api api
 COPY worker worker
