@@ -1,6 +1,7 @@
 """Benchmarks of Real Recognize Real on this machine, printed as tables (and saved as JSON).
 
-    python -m bench                      # every section (about 15 min on 2 cores)
+    python -m bench                      # every section (about 10 min here, once the test
+                                         # videos are built: the first run adds ~15 min)
     python -m bench engine stages        # only some: engine stages service api scaling capacity
     python -m bench --quick              # smaller inputs, for a smoke run
 

@@ -102,16 +102,16 @@ def _share_cores(workers: int) -> dict[str, str]:
 class _WorkerSupervisor(threading.Thread):
     """Keeps one worker process alive beside the embedded API; restarts it if it dies."""
 
-    def __init__(self, queues: str, name: str) -> None:
+    def __init__(self, queues: str, name: str, env: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.queues, self.name = queues, name
+        self.queues, self.name, self.env = queues, name, env
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             self.process = subprocess.Popen(worker_command(self.queues, "INFO", self.name),
-                                            env=_share_cores(2))
+                                            env=self.env)
             code = self.process.wait()
             if not self.stopping.is_set():
                 click.echo(f"rrr: worker {self.name} exited with code {code}; restarting in 2 s",
@@ -146,8 +146,9 @@ def up(host: str | None, port: int | None) -> None:
     upgrade_database()
     # Two workers: one only for images, so a long video never holds up image jobs; the other
     # takes video segments and, when it has none, images too.
-    supervisors = [_WorkerSupervisor("images", "images@%h"),
-                   _WorkerSupervisor("videos,images", "videos@%h")]
+    workers = [("images", "images@%h"), ("videos,images", "videos@%h")]
+    env = _share_cores(len(workers))
+    supervisors = [_WorkerSupervisor(queues, name, env) for queues, name in workers]
     for supervisor in supervisors:
         supervisor.start()
     host, port = host or settings.host, port or settings.port
