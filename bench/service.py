@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -162,7 +161,3 @@ def worker_peak_rss(procs: Processes) -> float:
             pids += children(process.pid) if log.name.startswith("up") else []
             pids += [process.pid] if log.name.startswith("worker") else []
     return round(max(peak_rss_mb(pid) for pid in pids), 1) if pids else float("nan")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
