@@ -31,7 +31,7 @@ DATA_TERMS = (
 def _scores(model: torch.nn.Module | Detector, samples: list[Sample], config) -> np.ndarray:
     crops = [load_rgb(s.path) for s in samples]  # original crops: preprocess() does the resize
     if isinstance(model, Detector):  # the ONNX engine, exactly as the worker runs it
-        return np.concatenate([model.score(crops[i : i + 64]) for i in range(0, len(crops), 64)])
+        return model.score(crops)  # it batches on its own
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).to(memory_format=torch.channels_last)
     return predict_fake_prob(model, crops, config, 64, device, progress=True)
