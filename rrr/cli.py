@@ -278,10 +278,18 @@ def export(checkpoint: Path | None, output: Path | None) -> None:
 def _register_training_commands() -> None:
     # Training needs the `train` extra; the service does not.
     try:
-        from training.cli import eval_command, robustness_command, train_command
+        from training.cli import (
+            data_command,
+            eval_command,
+            loso_command,
+            robustness_command,
+            train_command,
+        )
     except ImportError:
         return
+    cli.add_command(data_command, "data")
     cli.add_command(train_command, "train")
+    cli.add_command(loso_command, "loso")
     cli.add_command(eval_command, "eval")
     cli.add_command(robustness_command, "robustness")
 

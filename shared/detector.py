@@ -21,7 +21,13 @@ import numpy as np
 
 from shared.errors import ModelUnavailable
 from shared.explain import crop_map
-from shared.model import FAKE_INDEX, ModelConfig, file_sha256, preprocess
+from shared.model import (
+    ModelConfig,
+    class_probabilities,
+    fake_probability,
+    file_sha256,
+    preprocess,
+)
 
 BATCH_SIZE = 32
 ONNX_CONFIG_KEY = "rrr_model_config"  # ONNX metadata entry holding the ModelConfig as JSON
@@ -97,13 +103,6 @@ class OnnxEngine:
         return logits, cam
 
 
-def softmax_fake(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs[:, FAKE_INDEX].astype(np.float64)
-
-
 def _threads(threads: int) -> int:
     return threads if threads > 0 else max(1, os.cpu_count() or 1)
 
@@ -159,13 +158,17 @@ class Detector:
 
     def score(self, crops: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 face crops -> float64 array of P(FAKE), in the same order."""
+        return fake_probability(self.class_probabilities(crops), self.config)
+
+    def class_probabilities(self, crops: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 face crops -> (N, C) calibrated class probabilities (``config.labels``)."""
         if not crops:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros((0, len(self.config.labels)), dtype=np.float64)
         out = []
         with self._lock:
             for start in range(0, len(crops), BATCH_SIZE):
                 batch = preprocess(crops[start : start + BATCH_SIZE], self.config)
-                out.append(softmax_fake(self.engine.run(batch)[0]))
+                out.append(class_probabilities(self.engine.run(batch)[0], self.config))
         return np.concatenate(out)
 
     def gradcam(self, crop: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LABELS = ("FAKE", "REAL")  # class index -> label, fixed by the prototype's checkpoint
 FAKE_INDEX = 0
+# Version 2 tells the kinds of fake apart; index 0 is still a fake class and 1 is REAL, so the
+# prototype's two-class contract keeps its meaning. Each non-REAL class is a reported signal.
+SIGNAL_LABELS = ("FACE_SWAP", "REAL", "SYNTHETIC")
+KIND_LABELS = {"face_swap": "FACE_SWAP", "real": "REAL", "synthetic": "SYNTHETIC"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,15 @@ class ModelConfig:
     input_size: int = 224  # square side of the face crop fed to the network
     mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, inputs scaled to [0, 1] first
     std: tuple[float, float, float] = IMAGENET_STD
-    labels: tuple[str, str] = LABELS
+    labels: tuple[str, ...] = LABELS
     dropout: float = 0.2  # torchvision's default for B0
     threshold: float = 0.5  # probability_fake at or above which a face is called FAKE
+    # logits are divided by this before the softmax: fitted on validation data so that the
+    # probabilities are calibrated (1.0 = as trained)
+    temperature: float = 1.0
+    # a face whose calibrated probability_fake lies within this distance of the threshold is
+    # UNCERTAIN rather than FAKE or REAL (0 = always decide)
+    unsure_margin: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +54,18 @@ class ModelConfig:
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
+
+    @property
+    def real_index(self) -> int:
+        return self.labels.index("REAL")
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """Names of the per-class scores reported beside probability_fake (v2: face_swap,
+        synthetic); a two-class model reports none."""
+        if len(self.labels) <= 2:
+            return ()
+        return tuple(label.lower() for label in self.labels if label != "REAL")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,6 +94,20 @@ def preprocess(crops: list[np.ndarray], config: ModelConfig) -> np.ndarray:
     batch -= mean
     batch /= std
     return batch
+
+
+def class_probabilities(logits: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(N, C) logits -> (N, C) calibrated class probabilities (softmax of logits / temperature)."""
+    scaled = logits.astype(np.float64) / config.temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    probs = np.exp(scaled)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs
+
+
+def fake_probability(probs: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Class probabilities -> P(the face is manipulated or synthetic) = 1 - P(REAL)."""
+    return 1.0 - probs[:, config.real_index]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -30,12 +30,12 @@ CHECKPOINT_FORMAT = "rrr-checkpoint/1"
 class DeepFakeImageDetector(nn.Module):
     """EfficientNet-B0 with a 2-way head, in the prototype's attribute layout."""
 
-    def __init__(self, dropout: float = 0.2) -> None:
+    def __init__(self, dropout: float = 0.2, num_classes: int = 2) -> None:
         super().__init__()
         self.model = efficientnet_b0(weights=None)  # never download: weights come from our files
         self.model.classifier = nn.Sequential(
             nn.Dropout(p=dropout, inplace=True),
-            nn.Linear(1280, 2),
+            nn.Linear(1280, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ class DeepFakeImageDetector(nn.Module):
 def build_model(config: ModelConfig) -> DeepFakeImageDetector:
     if config.name != "efficientnet_b0":
         raise ValueError(f"unknown architecture {config.name!r}; this build knows efficientnet_b0")
-    return DeepFakeImageDetector(dropout=config.dropout)
+    return DeepFakeImageDetector(dropout=config.dropout, num_classes=len(config.labels))
 
 
 def _extract_state_dict(raw: Any) -> dict[str, torch.Tensor]:
@@ -126,8 +126,15 @@ class ScoreAndCam(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.model.model
         activations = net.features(x)  # (N, 1280, h, w), after the last block's SiLU
-        logits = net.classifier(torch.flatten(net.avgpool(activations), 1))  # (N, 2)
-        fake_row = net.classifier[-1].weight[FAKE_INDEX]  # (1280,)
+        logits = net.classifier(torch.flatten(net.avgpool(activations), 1))  # (N, C)
+        weight = net.classifier[-1].weight  # (C, 1280)
+        if weight.shape[0] == 2:
+            fake_row = weight[FAKE_INDEX]  # (1280,)
+        else:
+            # several fake classes: the evidence for "some fake class" over REAL, i.e. the mean
+            # fake row minus the REAL row (REAL is index 1 in every class list we ship)
+            fake_rows = torch.cat([weight[:1], weight[2:]])
+            fake_row = fake_rows.mean(0) - weight[1]
         cam = torch.relu(torch.einsum("nchw,c->nhw", activations, fake_row))  # (N, h, w)
         return logits, cam
 

@@ -67,6 +67,12 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
 @click.option("--val-every", type=int, default=None, help="Also validate every N steps.")
 @click.option("--init", default="lite0", show_default=True,
               help="'lite0' (ImageNet Lite0 transplant), 'none', or a checkpoint to start from.")
+@click.option("--steps", type=int, default=None,
+              help="Run length in optimiser steps (overrides --epochs).")
+@click.option("--leave-out", multiple=True,
+              help="Source of a staged table (rrr data) to train without; repeatable.")
+@click.option("--freeze-blocks", default=0, show_default=True,
+              help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).")
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
     from training.train import TrainConfig, train
@@ -81,6 +87,7 @@ def train_command(**kwargs: object) -> None:
     if init not in ("lite0", "none") and not Path(init).is_file():
         _fail(f"--init checkpoint not found: {init}")
     try:
+        kwargs["leave_out"] = list(kwargs["leave_out"])  # type: ignore[call-overload]
         summary = train(TrainConfig(**kwargs))  # type: ignore[arg-type]
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -153,6 +160,45 @@ def eval_command(**kwargs: object) -> None:
     click.echo(json.dumps(metrics, indent=1))
 
 
+@click.command("loso")
+@click.option("--table", default="runs/data/labels.csv", show_default=True,
+              help="Staged table (rrr data).")
+@click.option("--out", "out_dir", default="runs/loso", show_default=True,
+              help="One run folder per fold, then loso.json and loso.md.")
+@click.option("--source", "sources", multiple=True,
+              help="Source to leave out; repeatable [default: every source of the table].")
+@click.option("--steps", default=400, show_default=True, help="Optimiser steps per fold.")
+@click.option("--init", default="weights/rrr-b0-v1.pt", show_default=True,
+              help="Checkpoint every fold starts from ('lite0' for ImageNet).")
+@click.option("--fresh-init-for", multiple=True, default=("dfdc",), show_default=True,
+              help="Folds that start from ImageNet (lite0) instead, because --init was trained "
+              "on their source.")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Per fold: stop cleanly after this long; run again to resume.")
+@click.option("--freeze-blocks", default=2, show_default=True,
+              help="Keep B0's stem and this many first blocks fixed (as rrr train).")
+def loso_command(**kwargs: object) -> None:
+    """Leave-one-source-out: train without each source, test on it; prints the table."""
+    from training.data import read_labels
+    from training.loso import run_loso
+
+    table = Path(str(kwargs["table"]))
+    if not table.is_file():
+        _fail(f"staged table not found: {table} (make it with rrr data)")
+    sources = list(kwargs["sources"]) or sorted({s.source for s in read_labels(table)})
+    results = run_loso(
+        table, Path(str(kwargs["out_dir"])), sources, int(kwargs["steps"]),  # type: ignore[arg-type]
+        str(kwargs["init"]), tuple(kwargs["fresh_init_for"]),  # type: ignore[arg-type]
+        threads=int(kwargs["threads"]), max_minutes=kwargs["max_minutes"],  # type: ignore[arg-type]
+        freeze_blocks=int(kwargs["freeze_blocks"]),  # type: ignore[arg-type]
+    )
+    click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
+    unfinished = [s for s, f in results["folds"].items() if "sources" not in f]
+    if unfinished:
+        _fail(f"unfinished folds: {', '.join(unfinished)}; run the same command to resume")
+
+
 @click.command("robustness")
 @click.option("--checkpoint", default="weights/rrr-b0-v1.pt", show_default=True,
               help="The checkpoint to attack (the shipped weights by default).")
@@ -200,12 +246,54 @@ def robustness_command(**kwargs: object) -> None:
                f"({report['timings_s']['total'] / 60:.1f} min)")
 
 
+@click.command("data")
+@click.option("--dfdc", default=DEFAULT_DATA, show_default=True,
+              help="DFDC face crops folder ('' to leave the source out).")
+@click.option("--lfw-swap", default=None,
+              help="Copy of Rees451/faces-fake-vs-real (only data/raw/LFW_faceswap is read).")
+@click.option("--sdfd", default=None, help="Copy of gebaltso/SDFD (allImages/ is read).")
+@click.option("--stylegan2", default=None,
+              help="Copy of dinablachman/realorfake (data/real, data/fake are read).")
+@click.option("--out", "out_dir", default="runs/data", show_default=True,
+              help="Where crops/, labels.csv and staging.json are written.")
+@click.option("--workers", default=2, show_default=True, help="Processes staging images.")
+@click.option("--limit", type=int, default=None, help="At most this many images per source.")
+def data_command(**kwargs: object) -> None:
+    """Stage the training sources into one table of face crops (labels.csv): every image goes
+    through the service's face path; sources whose classes differ in format are re-encoded
+    alike first."""
+    from tqdm import tqdm
+
+    from training.sources import stage
+
+    roots = {name: Path(str(kwargs[option])) for name, option in
+             (("dfdc", "dfdc"), ("lfw_swap", "lfw_swap"), ("sd21", "sdfd"),
+              ("stylegan2", "stylegan2")) if kwargs[option]}
+    if not roots:
+        _fail("no source given")
+    bar = tqdm(desc="stage", unit="img", mininterval=5)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = stage(roots, Path(str(kwargs["out_dir"])), workers=int(kwargs["workers"]),  # type: ignore[arg-type]
+                       limit=kwargs["limit"], progress=progress)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    bar.close()
+    click.echo(json.dumps({k: report[k] for k in ("rows", "counts", "skipped")}, indent=1))
+
+
 @click.group()
 def _main() -> None:
     """Training tools (until they are registered as ``rrr train`` / ``rrr eval``)."""
 
 
+_main.add_command(data_command)
 _main.add_command(train_command)
+_main.add_command(loso_command)
 _main.add_command(eval_command)
 _main.add_command(robustness_command)
 

@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shared.model import FAKE_INDEX, LABELS
+from shared.model import KIND_LABELS, LABELS
 
 SPLIT_SALT = "rrr-split-v1"  # changing it changes every split; it is recorded in the weights
 SPLIT_FRACTIONS = (80, 10, 10)  # train / val / test, in percent of groups
 SPLITS = ("train", "val", "test")
 LABEL_TO_INDEX = {name.lower(): i for i, name in enumerate(LABELS)}  # "fake" -> 0, "real" -> 1
+REAL_INDEX = LABELS.index("REAL")  # 1 in every class list: the two-class and the signal models
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,34 @@ class Sample:
     """One labelled face crop."""
 
     path: Path
-    label: int  # class index: 0 = FAKE, 1 = REAL
+    label: int  # class index in the model's labels: 1 = REAL, any other = a kind of fake
     group: str
+    source: str = ""  # which data set it came from, when the table says
+    kind: str = ""  # real / face_swap / synthetic, when the table says
+    split: str = ""  # train / val / test, when the table fixes it
+
+    @property
+    def is_fake(self) -> bool:
+        return self.label != REAL_INDEX
 
 
-def read_labels(labels_csv: str | Path, data_dir: str | Path | None = None) -> list[Sample]:
-    """Read a labels CSV (columns ``file,label`` and optionally ``group``) into samples.
+def table_has_kinds(labels_csv: str | Path) -> bool:
+    """Whether a labels CSV names the kind of each fake (a staged multi-source table)."""
+    with open(labels_csv, newline="") as fh:
+        return "kind" in (csv.DictReader(fh).fieldnames or [])
+
+
+def read_labels(
+    labels_csv: str | Path,
+    data_dir: str | Path | None = None,
+    labels: tuple[str, ...] = LABELS,
+) -> list[Sample]:
+    """Read a labels CSV (columns ``file,label`` and optionally ``group``, ``source``, ``kind``,
+    ``split``) into samples whose class index follows ``labels``.
 
     ``file`` is relative to ``data_dir`` (default: the CSV's folder). Without a ``group`` column
-    each file is its own group.
+    each file is its own group. With more than two ``labels`` the ``kind`` column decides the
+    class (see ``shared.model.KIND_LABELS``).
     """
     labels_csv = Path(labels_csv)
     root = Path(data_dir) if data_dir is not None else labels_csv.parent
@@ -50,7 +70,16 @@ def read_labels(labels_csv: str | Path, data_dir: str | Path | None = None) -> l
             if label not in LABEL_TO_INDEX:
                 raise ValueError(f"{labels_csv}: unknown label {row['label']!r} for {row['file']}")
             group = (row.get("group") or "").strip() or row["file"]
-            samples.append(Sample(root / row["file"], LABEL_TO_INDEX[label], group))
+            kind = (row.get("kind") or "").strip()
+            if len(labels) > 2:
+                if kind not in KIND_LABELS:
+                    raise ValueError(f"{labels_csv}: unknown kind {kind!r} for {row['file']}")
+                index = labels.index(KIND_LABELS[kind])
+            else:
+                index = LABEL_TO_INDEX[label]
+            samples.append(Sample(root / row["file"], index, group,
+                                  (row.get("source") or "").strip(), kind,
+                                  (row.get("split") or "").strip()))
     if not samples:
         raise ValueError(f"{labels_csv} holds no rows")
     return samples
@@ -69,7 +98,7 @@ def split_samples(samples: list[Sample], salt: str = SPLIT_SALT) -> dict[str, li
     """Partition samples into train/val/test by group (a fake and its source real stay together)."""
     out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
     for sample in samples:
-        out[split_of(sample.group, salt)].append(sample)
+        out[sample.split or split_of(sample.group, salt)].append(sample)
     return out
 
 
@@ -83,7 +112,7 @@ def split_summary(splits: dict[str, list[Sample]], salt: str = SPLIT_SALT) -> di
         "groups": {},
     }
     for name, items in splits.items():
-        n_fake = sum(1 for s in items if s.label == FAKE_INDEX)
+        n_fake = sum(1 for s in items if s.is_fake)
         groups = sorted({s.group for s in items})
         summary["counts"][name] = {
             "images": len(items), "fake": n_fake, "real": len(items) - n_fake, "groups": len(groups)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from shared.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, preprocess
+from shared.model import IMAGENET_MEAN, IMAGENET_STD, LABELS, SIGNAL_LABELS, ModelConfig, preprocess
 from shared.network import build_model, load_checkpoint, save_checkpoint
 from training.data import (
     SPLIT_SALT,
@@ -23,6 +23,7 @@ from training.data import (
     predecode,
     read_labels,
     split_samples,
+    table_has_kinds,
     write_split,
 )
 from training.inference import predict_fake_prob
@@ -60,6 +61,13 @@ class TrainConfig:
     val_every: int | None = None  # validate every N steps as well as at each epoch end
     init: str = "lite0"  # "lite0" (ImageNet Lite0 transplant), "none", or a checkpoint path
     split_salt: str = SPLIT_SALT
+    # length of the run in optimiser steps (overrides ``epochs``); balanced runs count in steps
+    steps: int | None = None
+    # sources of a multi-source table to train without (leave-one-source-out runs)
+    leave_out: list[str] = field(default_factory=list)
+    # keep the stem and this many first blocks of B0 fixed: their backward pass is the costliest
+    # part of a CPU step at full resolution, and low-level filters need little change
+    freeze_blocks: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -79,6 +87,47 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def balanced_buckets(samples: list[Sample]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Index lists per (source, kind) and the share of each batch they get.
+
+    Half of every batch is real, half fake; the real half is shared equally by the sources, the
+    fake half equally by each source's kinds of fake. Small sources are not drowned by DFDC's
+    30,000 crops, and no source's real photos are outweighed by another's fakes.
+    """
+    keys = sorted({(s.source, s.kind or str(s.is_fake)) for s in samples})
+    buckets = [np.array([i for i, s in enumerate(samples) if (s.source, s.kind or str(s.is_fake))
+                         == key]) for key in keys]
+    fake = np.array([samples[b[0]].is_fake for b in buckets])
+    n_real, n_fake = int((~fake).sum()), int(fake.sum())
+    if n_real == 0 or n_fake == 0:
+        shares = np.full(len(buckets), 1.0 / len(buckets))
+    else:
+        shares = np.where(fake, 0.5 / n_fake, 0.5 / n_real)
+    return buckets, shares
+
+
+def _batch_indices(buckets: list[np.ndarray], shares: np.ndarray, batch: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    chosen = rng.choice(len(buckets), size=batch, p=shares)
+    return np.array([buckets[b][rng.integers(len(buckets[b]))] for b in chosen])
+
+
+def _load_head(model: nn.Module, src: nn.Module, labels: tuple[str, ...],
+               src_labels: tuple[str, ...]) -> None:
+    """Copy a checkpoint into ``model`` whose head may name other classes: rows are matched by
+    label; a new fake class starts from the old FAKE row."""
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("model.classifier")}
+    model.load_state_dict(state, strict=False)
+    old_w, old_b = src.model.classifier[-1].weight.data, src.model.classifier[-1].bias.data
+    new = model.model.classifier[-1]
+    with torch.no_grad():
+        for i, label in enumerate(labels):
+            j = src_labels.index(label) if label in src_labels else (
+                src_labels.index("FAKE") if "FAKE" in src_labels else 0)
+            new.weight[i] = old_w[j]
+            new.bias[i] = old_b[j]
+
+
 def _initial_model(cfg: TrainConfig, model_config: ModelConfig) -> tuple[nn.Module, str]:
     model = build_model(model_config)
     if cfg.init == "lite0":
@@ -89,8 +138,8 @@ def _initial_model(cfg: TrainConfig, model_config: ModelConfig) -> tuple[nn.Modu
         )
     if cfg.init == "none":
         return model, "random (torchvision default)"
-    src, _, _ = load_checkpoint(cfg.init)
-    model.load_state_dict(src.state_dict())
+    src, src_config, _ = load_checkpoint(cfg.init)
+    _load_head(model, src, model_config.labels, src_config.labels)
     return model, f"fine-tuned from checkpoint {cfg.init}"
 
 
@@ -111,7 +160,10 @@ def train(cfg: TrainConfig) -> dict:
     (run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     labels_csv = cfg.labels_csv or str(Path(cfg.data_dir) / "labels.csv")
 
-    splits = split_samples(read_labels(labels_csv, cfg.data_dir), cfg.split_salt)
+    labels = SIGNAL_LABELS if table_has_kinds(labels_csv) else LABELS
+    samples = [s for s in read_labels(labels_csv, cfg.data_dir, labels)
+               if s.source not in cfg.leave_out]
+    splits = split_samples(samples, cfg.split_salt)
     splits = {name: _subset(items, cfg.limit) for name, items in splits.items()}
     write_split(splits, run_dir / "splits.json", cfg.split_salt)
     train_set, val_set = splits["train"], splits["val"]
@@ -120,13 +172,19 @@ def train(cfg: TrainConfig) -> dict:
 
     model_config = ModelConfig(
         version="dev", input_size=cfg.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        dropout=cfg.dropout,
+        labels=labels, dropout=cfg.dropout,
     )
     model, init_desc = _initial_model(cfg, model_config)
     model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for param in model.model.features[: cfg.freeze_blocks + 1 if cfg.freeze_blocks else 0
+                                      ].parameters():
+        param.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train_set) // cfg.batch_size
-    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+    total_steps = cfg.steps or max(1, int(cfg.epochs * steps_per_epoch))
+    balanced = len({s.source for s in train_set}) > 1
+    buckets, shares = balanced_buckets(train_set) if balanced else ([], np.zeros(0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, total_steps)
     )
@@ -152,7 +210,8 @@ def train(cfg: TrainConfig) -> dict:
     train_images = predecode(train_set, cfg.input_size, "decode train")
     val_images = predecode(val_set, cfg.input_size, "decode val")
     train_labels = np.array([s.label for s in train_set], dtype=np.int64)
-    val_fake = np.array([s.label == 0 for s in val_set])
+    val_fake = np.array([s.is_fake for s in val_set])
+    val_sources = np.array([s.source for s in val_set])
 
     def save_last() -> None:
         torch.save(
@@ -174,6 +233,12 @@ def train(cfg: TrainConfig) -> dict:
         acc = float(((probs >= 0.5) == val_fake).mean())
         entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "val_auc": auc,
                  "val_acc@0.5": acc, "train_minutes": round(train_seconds / 60, 2)}
+        for source in sorted(set(val_sources) - {""}):
+            mask = val_sources == source
+            if val_fake[mask].all() or not val_fake[mask].any():
+                entry[f"flagged@0.5/{source}"] = round(float((probs[mask] >= 0.5).mean()), 4)
+            else:
+                entry[f"auc/{source}"] = round(roc_auc(val_fake[mask], probs[mask]), 4)
         history.append(entry)
         improved = auc > best_auc
         if improved:
@@ -181,8 +246,9 @@ def train(cfg: TrainConfig) -> dict:
             meta = {"step": step, "val_auc": auc, "train_config": asdict(cfg), "init": init_desc,
                     "train_minutes": round(train_seconds / 60, 2)}
             save_checkpoint(model, model_config, run_dir / BEST, meta)
+        per_source = " ".join(f"{k} {v}" for k, v in entry.items() if "/" in k)
         _log(run_dir, f"val step {step} epoch {entry['epoch']}: auc {auc:.4f} acc@0.5 {acc:.4f}"
-             f"{' (best)' if improved else ''} [{time.monotonic() - t0:.0f}s]")
+             f"{' (best)' if improved else ''} {per_source} [{time.monotonic() - t0:.0f}s]")
 
     model.train()
     stopped = "finished"
@@ -196,10 +262,15 @@ def train(cfg: TrainConfig) -> dict:
             stopped = "max_minutes"
             break
         epoch, pos = divmod(step, steps_per_epoch)
-        # the permutation depends only on (seed, epoch): a resumed run picks up the same order
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
-        idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
-        rng = np.random.default_rng([cfg.seed, epoch, pos, 1])
+        if balanced:
+            # draws depend only on (seed, step): a resumed run draws the same batches
+            rng = np.random.default_rng([cfg.seed, step, 2])
+            idx = _batch_indices(buckets, shares, cfg.batch_size, rng)
+        else:
+            # the permutation depends only on (seed, epoch): a resumed run keeps the same order
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+            idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
+            rng = np.random.default_rng([cfg.seed, epoch, pos, 1])
         t0 = time.monotonic()
         crops = [augment(train_images[i], rng) for i in idx]
         x = torch.from_numpy(preprocess(crops, model_config)).to(device)

@@ -1,0 +1,217 @@
+"""How well a checkpoint generalises: per-source figures on a staged table (``rrr data``),
+calibration and the unsure band fitted on validation data, the re-encoding control, and the
+leave-one-source-out protocol (train without a source, test on it).
+
+Everything scores through ``shared.detector.Detector``, the worker's own inference path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from shared.detector import Detector, TorchEngine
+from shared.model import ModelConfig, class_probabilities, fake_probability
+from shared.network import load_checkpoint
+from training.calibration import (
+    fit_temperature,
+    fit_unsure_margin,
+    reliability,
+    unsure_mask,
+    unsure_tradeoff,
+)
+from training.data import Sample, load_rgb, read_labels, split_samples
+from training.metrics import best_threshold, roc_auc
+
+MAX_UNSURE_SHARE = 0.08  # the unsure band may hold at most this share of validation faces
+EVAL_CAP = 4000  # at most this many crops scored per source and split (evenly spaced)
+CONTROL_SCALE, CONTROL_QUALITY = 0.75, 80  # the re-encoding control, applied to both classes
+
+
+def _cap(samples: list[Sample], cap: int | None) -> list[Sample]:
+    if cap is None or len(samples) <= cap:
+        return samples
+    idx = np.linspace(0, len(samples) - 1, cap).round().astype(int)
+    return [samples[i] for i in idx]
+
+
+def reencode(rgb: np.ndarray) -> np.ndarray:
+    """The control's re-encoding: downscale then JPEG, the same for every crop of every class."""
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (max(1, round(w * CONTROL_SCALE)), max(1, round(h * CONTROL_SCALE))),
+                       interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, CONTROL_QUALITY])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def class_probs_t1(detector: Detector, crops: list[np.ndarray]) -> np.ndarray:
+    """(N, C) class probabilities at temperature 1, whatever the checkpoint's own temperature."""
+    raw = dataclasses.replace(detector.config, temperature=1.0)
+    return Detector(detector.engine, raw).class_probabilities(crops)
+
+
+def calibrated_probs(detector: Detector, crops: list[np.ndarray],
+                     config: ModelConfig) -> np.ndarray:
+    """(N, C) class probabilities under ``config``'s temperature (not the checkpoint's)."""
+    return Detector(detector.engine, config).class_probabilities(crops)
+
+
+def fit_decision(config: ModelConfig, probs: np.ndarray, labels: np.ndarray,
+                 max_unsure: float = MAX_UNSURE_SHARE) -> ModelConfig:
+    """Temperature, threshold (balanced accuracy) and unsure margin, all from validation data."""
+    log_probs = np.log(np.clip(probs, 1e-12, 1.0))
+    tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
+    p_fake = fake_probability(class_probabilities(log_probs, tuned), tuned)
+    is_fake = labels != config.real_index
+    threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
+    margin = fit_unsure_margin(p_fake, threshold, max_unsure)
+    return dataclasses.replace(tuned, threshold=float(threshold), unsure_margin=margin)
+
+
+def source_report(p_fake: np.ndarray, is_fake: np.ndarray, config: ModelConfig) -> dict:
+    """Figures of one source at the config's threshold and unsure margin."""
+    t, margin = config.threshold, config.unsure_margin
+    called = p_fake >= t
+    unsure = unsure_mask(p_fake, t, margin)
+    confident = ~unsure
+    fakes, reals = is_fake, ~is_fake
+    out: dict = {"n_fake": int(fakes.sum()), "n_real": int(reals.sum())}
+    if fakes.any() and reals.any():
+        out["auc"] = round(roc_auc(is_fake, p_fake), 4)
+    if fakes.any():
+        out["fakes_flagged"] = round(float(called[fakes].mean()), 4)
+        out["fakes_flagged_confident"] = round(float((called & confident)[fakes].mean()), 4)
+    if reals.any():
+        out["reals_flagged"] = round(float(called[reals].mean()), 4)
+    out["accuracy"] = round(float((called == is_fake).mean()), 4)
+    out["unsure_share"] = round(float(unsure.mean()), 4)
+    out["confident_accuracy"] = (round(float((called == is_fake)[confident].mean()), 4)
+                                 if confident.any() else None)
+    out["calibration"] = reliability(p_fake, is_fake.astype(float))
+    out["unsure_tradeoff"] = unsure_tradeoff(p_fake, is_fake, t)
+    return out
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    table: str | Path,
+    data_dir: str | Path | None = None,
+    held_out: tuple[str, ...] = (),
+    threads: int = 2,
+    cap: int | None = EVAL_CAP,
+    control: bool = True,
+) -> tuple[dict, ModelConfig]:
+    """Per-source figures of a checkpoint on a staged table.
+
+    Calibration, threshold and unsure margin are fitted on the validation split of the sources
+    the checkpoint trained on; each of those is reported on its test split ("in-source"), each
+    ``held_out`` source on all its rows ("left out"). Returns (report, fitted config).
+    """
+    torch.set_num_threads(threads)
+    model, config, _ = load_checkpoint(checkpoint)
+    detector = Detector(TorchEngine(model), config)
+    samples = read_labels(table, data_dir or Path(table).parent, config.labels)
+    splits = split_samples(samples)
+    t0 = time.monotonic()
+    val = _cap([s for s in splits["val"] if s.source not in held_out], cap)
+    val_probs = class_probs_t1(detector, [load_rgb(s.path) for s in val])
+    fitted = fit_decision(config, val_probs, np.array([s.label for s in val]))
+    report: dict = {
+        "checkpoint": str(checkpoint), "held_out": list(held_out),
+        "fitted_on": f"validation split of {sorted({s.source for s in val})} ({len(val)} crops)",
+        "temperature": round(fitted.temperature, 4), "threshold": round(fitted.threshold, 4),
+        "unsure_margin": round(fitted.unsure_margin, 4), "sources": {},
+    }
+    for source in sorted({s.source for s in samples}):
+        part = "left_out" if source in held_out else "in_source"
+        rows = [s for s in samples if s.source == source]
+        if part == "in_source":
+            rows = [s for s in rows if s in set(splits["test"])]
+        rows = _cap(rows, cap)
+        if not rows:
+            continue
+        crops = [load_rgb(s.path) for s in rows]
+        is_fake = np.array([s.is_fake for s in rows])
+        probs = calibrated_probs(detector, crops, fitted)
+        p_fake = fake_probability(probs, fitted)
+        entry = {"part": part, **source_report(p_fake, is_fake, fitted)}
+        if fitted.signals:
+            entry["mean_signals"] = {
+                label.lower(): round(float(probs[:, i].mean()), 4)
+                for i, label in enumerate(fitted.labels) if label != "REAL"
+            }
+        if control:
+            p_control = fake_probability(
+                calibrated_probs(detector, [reencode(c) for c in crops], fitted), fitted)
+            shift = np.abs(p_control - p_fake)
+            entry["reencoding_control"] = {
+                "what": f"every crop of both classes downscaled x{CONTROL_SCALE} and re-encoded "
+                        f"as JPEG q{CONTROL_QUALITY}",
+                "mean_abs_shift_fake": round(float(shift[is_fake].mean()), 4)
+                if is_fake.any() else None,
+                "mean_abs_shift_real": round(float(shift[~is_fake].mean()), 4)
+                if (~is_fake).any() else None,
+                "auc_after": round(roc_auc(is_fake, p_control), 4)
+                if is_fake.any() and (~is_fake).any() else None,
+                "verdicts_changed": round(float(((p_control >= fitted.threshold)
+                                                 != (p_fake >= fitted.threshold)).mean()), 4),
+            }
+        report["sources"][source] = entry
+    report["eval_seconds"] = round(time.monotonic() - t0, 1)
+    return report, fitted
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """One line per (label, source entry): the figures people compare."""
+    head = ("| run / source | part | AUC | fakes flagged | reals flagged | unsure | "
+            "accuracy of confident answers | ECE | control: verdicts changed |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = []
+    for label, e in rows:
+        def pct(key: str, entry: dict = e) -> str:
+            value = entry.get(key)
+            return "-" if value is None else f"{100 * value:.1f}%"
+        control = e.get("reencoding_control", {})
+        lines.append(
+            f"| {label} | {e['part'].replace('_', ' ')} | {e.get('auc', '-')} | "
+            f"{pct('fakes_flagged')} | {pct('reals_flagged')} | {pct('unsure_share')} | "
+            f"{pct('confident_accuracy')} | {e['calibration']['ece']} | "
+            f"{pct('verdicts_changed', control) if control else '-'} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: Path, title: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
+    rows = [(f"{title}: {source}", entry) for source, entry in report["sources"].items()]
+    (out_dir / "generalisation.md").write_text(markdown_table(rows))
+    _reliability_plot(report, out_dir / "reliability.png")
+
+
+def _reliability_plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    for source, entry in report["sources"].items():
+        bins = [b for b in entry["calibration"]["bins"] if b["n"]]
+        ax.plot([b["mean_predicted"] for b in bins], [b["observed_fake"] for b in bins], "o-",
+                label=f"{source} (ECE {entry['calibration']['ece']})")
+    ax.set(xlabel="calibrated probability_fake", ylabel="observed share of fakes",
+           title="Reliability per source")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
