@@ -8,9 +8,9 @@ import math
 from datetime import datetime
 from typing import Any
 
+from detection.media import SAMPLING_MODES
 from shared.config import settings
 from shared.errors import BadRequest
-from shared.media import SAMPLING_MODES
 from shared.models import FrameResult, Job, JobKind, utcnow
 
 VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")

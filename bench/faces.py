@@ -191,7 +191,7 @@ def mtcnn(max_side: int = 640, border_fraction: float = 0.0) -> DetectFn:
 
 
 def product() -> DetectFn:
-    from shared.faces import FaceDetector
+    from detection.faces import FaceDetector
 
     finder = FaceDetector()
 
@@ -243,7 +243,7 @@ def sample_crops(n: int, seed: int) -> list[Path]:
 
 
 def video_frames(sample_fps: float = 1.0):
-    from shared.media import probe_video, sample_frames
+    from detection.media import probe_video, sample_frames
 
     with open(DATA / "videos" / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model import FAKE_INDEX, ModelConfig
-from shared.purify import DEFAULT_QUALITY_RANGE, DEFAULT_SCALE_RANGE, jpeg
+from detection.model import FAKE_INDEX, ModelConfig
+from detection.purify import DEFAULT_QUALITY_RANGE, DEFAULT_SCALE_RANGE, jpeg
 
 REAL_INDEX = 1 - FAKE_INDEX
 Transform = Callable[[torch.Tensor], torch.Tensor]

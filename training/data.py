@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shared.model import FAKE_INDEX, LABELS
+from detection.model import FAKE_INDEX, LABELS
 
 SPLIT_SALT = "rrr-split-v1"  # changing it changes every split; it is recorded in the weights
 SPLIT_FRACTIONS = (80, 10, 10)  # train / val / test, in percent of groups

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from shared.detector import Detector, TorchEngine
-from shared.model import ModelConfig
+from detection.detector import Detector, TorchEngine
+from detection.model import ModelConfig
 
 
 def predict_fake_prob(

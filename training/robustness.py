@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.detector import Detector, TorchEngine
-from shared.model import FAKE_INDEX
-from shared.network import load_checkpoint
-from shared.purify import (
+from detection.detector import Detector, TorchEngine
+from detection.model import FAKE_INDEX
+from detection.network import load_checkpoint
+from detection.purify import (
     DEFAULT_QUALITY_RANGE,
     DEFAULT_SCALE_RANGE,
     down_up,

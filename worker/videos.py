@@ -13,14 +13,14 @@ import math
 import time
 from typing import Any
 
+from detection.analyzer import Canceled, get_analyzer
+from detection.media import VideoInfo, probe_video
 from shared import jobs, metrics, segments
 from shared.config import settings
 from shared.db import session_scope
-from shared.media import VideoInfo, probe_video
 from shared.models import Job, utcnow
 from shared.queue import publish_segment
 from shared.storage import get_storage
-from worker.pipeline import Canceled, get_analyzer
 
 log = logging.getLogger("rrr.worker")
 

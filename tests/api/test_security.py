@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from shared.network import DeepFakeImageDetector, load_checkpoint
+from detection.network import DeepFakeImageDetector, load_checkpoint
 from shared.queue import celery_app
 from tests import media
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from detection.media import decode_image, probe_video, sample_frames, sniff
 from shared.errors import BadRequest, MediaError, UnsupportedMedia
-from shared.media import decode_image, probe_video, sample_frames, sniff
 from tests import media
 
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from shared.model import FAKE_INDEX, ModelConfig
-from shared.network import load_checkpoint
-from shared.purify import purified_scores, purify
+from detection.model import FAKE_INDEX, ModelConfig
+from detection.network import load_checkpoint
+from detection.purify import purified_scores, purify
 from tests.conftest import FACES, SHIPPED_WEIGHTS
 from training import attacks, poisoning
 from training.data import load_rgb, resize_like_preprocess

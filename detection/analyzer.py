@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from detection.detector import Detector, get_detector
+from detection.explain import overlay, png_bytes
+from detection.faces import FaceDetector, crop_face, crop_region
+from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from detection.purify import purified_scores
 from shared.config import settings
-from shared.detector import Detector, get_detector
 from shared.errors import DetectionError
-from shared.explain import overlay, png_bytes
-from shared.faces import FaceDetector, crop_face, crop_region
-from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
-from shared.purify import purified_scores
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 BATCH_IMAGES = 16  # images of a batch job decoded, then scored together

@@ -19,9 +19,9 @@ from typing import Protocol
 
 import numpy as np
 
+from detection.explain import crop_map
+from detection.model import FAKE_INDEX, ModelConfig, file_sha256, preprocess
 from shared.errors import ModelUnavailable
-from shared.explain import crop_map
-from shared.model import FAKE_INDEX, ModelConfig, file_sha256, preprocess
 
 BATCH_SIZE = 32
 ONNX_CONFIG_KEY = "rrr_model_config"  # ONNX metadata entry holding the ModelConfig as JSON
@@ -53,7 +53,7 @@ class TorchEngine:
     def __init__(self, model) -> None:
         import torch
 
-        from shared.network import ScoreAndCam
+        from detection.network import ScoreAndCam
 
         self._torch = torch
         self.model = model.eval().to(memory_format=torch.channels_last)
@@ -140,7 +140,7 @@ class Detector:
                 raise ValueError(f"unknown engine {engine!r}: use onnx or torch")
             import torch
 
-            from shared.network import load_checkpoint
+            from detection.network import load_checkpoint
 
             torch.set_num_threads(threads)
             model, config, _ = load_checkpoint(weights_path)
