@@ -10,7 +10,7 @@ import torch
 
 from detection.network import DeepFakeImageDetector, load_checkpoint
 from shared.queue import celery_app
-from tests import media
+from tests.support import media
 
 KEY_A, KEY_B = "key-alpha-0123456789", "key-bravo-9876543210"
 

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from shared import jobs, segments
 from shared.db import session_scope
 from shared.models import JobKind, utcnow
-from tests.unit.test_jobs import STALE, _age, _new_job
+from tests.shared.test_jobs import STALE, _age, _new_job
 
 
 def test_segment_frames_replace_their_own_rows(migrated):

@@ -4,7 +4,7 @@ import pytest
 
 from detection.media import decode_image, probe_video, sample_frames, sniff
 from shared.errors import BadRequest, MediaError, UnsupportedMedia
-from tests import media
+from tests.support import media
 
 
 @pytest.mark.parametrize(
