@@ -17,7 +17,7 @@ Columns:
   the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1).
 
 Candidates whose package is not installed are skipped with a line saying so. The ``rrr`` row is
-the product's own detector (shared.faces.FaceDetector), whatever it currently is.
+the product's own detector (detection.faces.FaceDetector), whatever it currently is.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def pyav_seek_each(path: Path, sample_fps: float = 1.0, keyframe_only: bool = Tr
 
 
 def shipped_sampler(path: Path, sample_fps: float = 1.0, sampling: str = "exact") -> int:
-    """What the service uses now (shared/media.py), for comparison with the options above."""
+    """What the service uses now (detection/media.py), for comparison with the options above."""
     from detection.media import probe_video, sample_frames
 
     info = probe_video(path)

@@ -4,7 +4,7 @@ load the model once per process, then ``score(crops)`` -> probability that each 
 Two engines run the same network: ONNX Runtime (the default: the file ``rrr export`` writes
 beside the checkpoint, with the ModelConfig embedded in its metadata; no PyTorch needed) and
 PyTorch (the checkpoint itself). Preprocessing, the softmax and the heatmap scaling are shared,
-so only the engine differs. Both run ``shared.network.ScoreAndCam``: scores and the FAKE
+so only the engine differs. Both run ``detection.network.ScoreAndCam``: scores and the FAKE
 activation map come out of the same forward pass.
 """
 
@@ -20,11 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from detection.explain import crop_map
-from detection.model import FAKE_INDEX, ModelConfig, file_sha256, preprocess
+from detection.model import FAKE_INDEX, ONNX_CONFIG_KEY, ModelConfig, file_sha256, preprocess
 from shared.errors import ModelUnavailable
 
 BATCH_SIZE = 32
-ONNX_CONFIG_KEY = "rrr_model_config"  # ONNX metadata entry holding the ModelConfig as JSON
 
 
 @dataclass(frozen=True)

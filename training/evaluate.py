@@ -204,7 +204,7 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
         "input_size": shipped.input_size,
         "normalisation": {
             "mean": list(shipped.mean), "std": list(shipped.std),
-            "note": "RGB scaled to [0, 1], then (x - mean) / std (shared.model.preprocess)",
+            "note": "RGB scaled to [0, 1], then (x - mean) / std (detection.model.preprocess)",
         },
         "labels": list(shipped.labels),
         "threshold": shipped.threshold,

@@ -1,5 +1,5 @@
 """Batch inference for training and evaluation through the service's own inference path
-(``shared.detector.Detector``: the same preprocessing, engine call and softmax as the worker)."""
+(``detection.detector.Detector``: the same preprocessing, engine call and softmax as the worker)."""
 
 from __future__ import annotations
 

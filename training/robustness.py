@@ -1,7 +1,7 @@
 """``rrr robustness``: evasion, transfer, patch, ordinary-processing and poisoning attacks on the
 shipped detector, and the input-purification defence, measured on the held-out test split.
 
-Every score goes through ``shared.detector.Detector.score`` (the service's own inference path)
+Every score goes through ``detection.detector.Detector.score`` (the service's own inference path)
 on uint8 crops; attacks are computed in [0, 1] pixel space at the model's input side with the
 normalisation inside a differentiable wrapper (``training.attacks.PixelModel``).
 """
