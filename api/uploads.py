@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.schemas import parse_job_params
 from api.security import check_submission_limits, current_owner
-from detection.media import SNIFF_BYTES, sniff
+from api.sniff import SNIFF_BYTES, sniff
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
