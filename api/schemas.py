@@ -10,8 +10,7 @@ from typing import Any
 
 from shared.config import settings
 from shared.errors import BadRequest
-from shared.media import SAMPLING_MODES
-from shared.models import FrameResult, Job, JobKind, utcnow
+from shared.models import FrameResult, Job, JobKind, Sampling, utcnow
 
 VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")
 
@@ -98,10 +97,10 @@ def parse_job_params(form) -> dict[str, Any]:
     threshold = _number(form, "threshold", float, 0.0, 1.0, None)
     if threshold is not None:
         params["threshold"] = threshold
-    sampling = form.get("sampling") or "exact"
-    if sampling not in SAMPLING_MODES:
+    sampling = form.get("sampling") or Sampling.EXACT.value
+    if sampling not in tuple(Sampling):
         raise BadRequest(
-            f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling[:40]!r}",
+            f"sampling must be one of {', '.join(Sampling)}, got {sampling[:40]!r}",
             code="invalid_field",
         )
     params["sampling"] = sampling

@@ -14,12 +14,12 @@ from werkzeug.datastructures import FileStorage
 
 from api.schemas import parse_job_params
 from api.security import check_submission_limits, current_owner
+from api.sniff import SNIFF_BYTES, sniff
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
 from shared.errors import BadRequest, Conflict, DetectionError, UploadTooLarge
 from shared.logs import current_job
-from shared.media import SNIFF_BYTES, sniff
 from shared.models import Job, JobKind, new_job_id
 from shared.queue import publish_job
 from shared.storage import get_storage

@@ -67,7 +67,6 @@ def run_stages(quick: bool) -> dict[str, Any]:
 
 
 def run_service(quick: bool) -> dict[str, Any]:
-    from bench.harness import Client, free_port
     from bench.service import (
         batch_faces_per_s,
         image_latency,
@@ -77,6 +76,7 @@ def run_service(quick: bool) -> dict[str, Any]:
         worker_peak_rss,
     )
     from bench.videos import pyav_sequential, shipped_sampler
+    from tests.support.service import Client, free_port
 
     clip = video(10 if quick else 60, 1080)
     out: dict[str, Any] = {}
@@ -110,9 +110,9 @@ def run_service(quick: bool) -> dict[str, Any]:
 
 
 def run_api(quick: bool) -> dict[str, Any]:
-    from bench.harness import Client, free_port
     from bench.load import run_load
     from bench.service import services
+    from tests.support.service import Client, free_port
 
     out: dict[str, Any] = {}
     with services(embedded=False) as procs:

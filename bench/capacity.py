@@ -13,10 +13,12 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO
 from bench.service import services
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rows(n: int) -> list[dict[str, Any]]:

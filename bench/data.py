@@ -7,7 +7,7 @@ import csv
 import random
 from pathlib import Path
 
-from bench.harness import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DFDC = SHARED_DATA / "dfdc_faces"

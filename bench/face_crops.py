@@ -19,8 +19,8 @@ import numpy as np
 
 from bench.data import DFDC
 from bench.faces import haar, load_rgb, product
-from shared.detector import Detector
-from shared.faces import crop_face
+from detection.detector import Detector
+from detection.faces import crop_face
 from training.data import read_labels, split_samples
 
 DATA = DFDC

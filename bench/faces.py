@@ -17,7 +17,7 @@ Columns:
   the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1).
 
 Candidates whose package is not installed are skipped with a line saying so. The ``rrr`` row is
-the product's own detector (shared.faces.FaceDetector), whatever it currently is.
+the product's own detector (detection.faces.FaceDetector), whatever it currently is.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def mtcnn(max_side: int = 640, border_fraction: float = 0.0) -> DetectFn:
 
 
 def product() -> DetectFn:
-    from shared.faces import FaceDetector
+    from detection.faces import FaceDetector
 
     finder = FaceDetector()
 
@@ -243,7 +243,7 @@ def sample_crops(n: int, seed: int) -> list[Path]:
 
 
 def video_frames(sample_fps: float = 1.0):
-    from shared.media import probe_video, sample_frames
+    from detection.media import probe_video, sample_frames
 
     with open(DATA / "videos" / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

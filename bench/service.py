@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from bench.data import dfdc_crops
-from bench.harness import Client, Processes, free_port
+from tests.support.service import Client, Processes, free_port
 
 PG_ADMIN_URL = os.environ.get(
     "RRR_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

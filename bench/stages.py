@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import dfdc_crops
+from detection.analyzer import get_analyzer
+from detection.media import decode_image, probe_video
+from detection.model import preprocess
 from shared.config import settings
-from shared.media import decode_image, probe_video
-from shared.model import preprocess
-from worker.pipeline import get_analyzer
 
 
 def engine_throughput(n_crops: int = 256, batch: int = 32, repeat: int = 3) -> dict[str, Any]:
@@ -37,8 +37,8 @@ def engine_throughput(n_crops: int = 256, batch: int = 32, repeat: int = 3) -> d
     try:
         import torch
 
-        from shared.detector import TorchEngine
-        from shared.network import load_checkpoint
+        from detection.detector import TorchEngine
+        from detection.network import load_checkpoint
     except ImportError:
         return out
     torch.set_num_threads(settings.inference_threads or (os.cpu_count() or 1))

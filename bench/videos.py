@@ -187,8 +187,8 @@ def pyav_seek_each(path: Path, sample_fps: float = 1.0, keyframe_only: bool = Tr
 
 
 def shipped_sampler(path: Path, sample_fps: float = 1.0, sampling: str = "exact") -> int:
-    """What the service uses now (shared/media.py), for comparison with the options above."""
-    from shared.media import probe_video, sample_frames
+    """What the service uses now (detection/media.py), for comparison with the options above."""
+    from detection.media import probe_video, sample_frames
 
     info = probe_video(path)
     return sum(1 for _ in sample_frames(path, info, sample_fps, 1 << 30, sampling=sampling))
@@ -197,7 +197,7 @@ def shipped_sampler(path: Path, sample_fps: float = 1.0, sampling: str = "exact"
 def service_verdict(path: Path, sample_fps: float = 1.0, sampling: str = "exact") -> int:
     """The whole verdict as a worker gives it (decode, faces, model, aggregation) with the
     configured engine and weights."""
-    from worker.pipeline import get_analyzer
+    from detection.analyzer import get_analyzer
 
     result, _ = get_analyzer().analyze_video(
         path, sample_fps, 1 << 30, lambda d, t: True, sampling

@@ -218,8 +218,8 @@ def explain(image: Path, output: Path) -> None:
     Uses the worker's own code path (same face detector, crops, model and threshold), so the
     picture matches what GET /v1/jobs/<id>/heatmap serves for the same image.
     """
+    from detection.analyzer import get_analyzer
     from shared.errors import DetectionError
-    from worker.pipeline import get_analyzer
 
     require_weights()
     try:
@@ -244,9 +244,9 @@ def export(checkpoint: Path | None, output: Path | None) -> None:
     metadata.json beside it."""
     import numpy as np
 
-    from shared.detector import Detector, OnnxEngine, TorchEngine
-    from shared.model import file_sha256
-    from shared.network import export_onnx, load_checkpoint
+    from detection.detector import Detector, OnnxEngine, TorchEngine
+    from detection.model import file_sha256
+    from detection.network import export_onnx, load_checkpoint
 
     checkpoint = checkpoint or settings.weights_path
     if not checkpoint.is_file():

@@ -63,6 +63,13 @@ class JobKind(enum.StrEnum):
     VIDEO = "video"
 
 
+class Sampling(enum.StrEnum):
+    """How a video job picks its frames (detection/media.py, ``sample_frames``)."""
+
+    EXACT = "exact"  # the first frame at or after each sample's time
+    KEYFRAMES = "keyframes"  # the keyframe before it: faster, frames further apart
+
+
 class Job(Base):
     __tablename__ = "jobs"
 

@@ -1,6 +1,6 @@
 """Candidate rules that turn a video's per-frame face scores into one P(FAKE), compared on
 labelled videos by ``rrr eval --videos`` (the service uses the one chosen from that table:
-``worker.pipeline.Analyzer.aggregate_video``).
+``detection.analyzer.Analyzer.aggregate_video``).
 
 Each rule takes the per-frame rows the worker stores (``faces``: box + probability_fake) and
 returns a probability, or None when no frame has a face.

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model import FAKE_INDEX, ModelConfig
-from shared.purify import DEFAULT_QUALITY_RANGE, DEFAULT_SCALE_RANGE, jpeg
+from detection.model import FAKE_INDEX, ModelConfig
+from detection.purify import DEFAULT_QUALITY_RANGE, DEFAULT_SCALE_RANGE, jpeg
 
 REAL_INDEX = 1 - FAKE_INDEX
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -100,7 +100,7 @@ def purify_approximation(
     scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
     quality_range: tuple[int, int] = DEFAULT_QUALITY_RANGE,
 ) -> Transform:
-    """A differentiable stand-in for ``shared.purify.purify`` for EOT/BPDA attacks: a random
+    """A differentiable stand-in for ``detection.purify.purify`` for EOT/BPDA attacks: a random
     down-up rescale (area down, bilinear up: differentiable) and real JPEG whose gradient is
     passed straight through (BPDA, Athalye et al. 2018)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.model import ModelConfig, class_probabilities, fake_probability
+from detection.model import ModelConfig, class_probabilities, fake_probability
 
 RELIABILITY_BINS = 10
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shared.model import KIND_LABELS, LABELS
+from detection.model import KIND_LABELS, LABELS, resize_face
 
 SPLIT_SALT = "rrr-split-v1"  # changing it changes every split; it is recorded in the weights
 SPLIT_FRACTIONS = (80, 10, 10)  # train / val / test, in percent of groups
@@ -53,7 +53,7 @@ def read_labels(
 
     ``file`` is relative to ``data_dir`` (default: the CSV's folder). Without a ``group`` column
     each file is its own group. With more than two ``labels`` the ``kind`` column decides the
-    class (see ``shared.model.KIND_LABELS``).
+    class (see ``detection.model.KIND_LABELS``).
     """
     labels_csv = Path(labels_csv)
     root = Path(data_dir) if data_dir is not None else labels_csv.parent
@@ -135,13 +135,6 @@ def load_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def resize_like_preprocess(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Resize exactly as ``shared.model.preprocess`` does, so training sees what serving sees."""
-    h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (size, size), interpolation=interp)
-
-
 def predecode(samples: list[Sample], size: int, desc: str = "decode") -> np.ndarray:
     """Decode and resize every crop once into a (N, S, S, 3) uint8 array.
 
@@ -149,7 +142,8 @@ def predecode(samples: list[Sample], size: int, desc: str = "decode") -> np.ndar
     """
     images = np.empty((len(samples), size, size, 3), dtype=np.uint8)
     for i, sample in enumerate(tqdm(samples, desc=desc, unit="img", mininterval=5)):
-        images[i] = resize_like_preprocess(load_rgb(sample.path), size)
+        # resized as serving resizes, so training sees what serving sees
+        images[i] = resize_face(load_rgb(sample.path), size)
     return images
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.detector import Detector
-from shared.model import FAKE_INDEX, LABELS, file_sha256
-from shared.network import load_checkpoint, save_checkpoint
+from detection.detector import Detector
+from detection.model import FAKE_INDEX, LABELS, file_sha256
+from detection.network import load_checkpoint, save_checkpoint
 from training.data import SPLIT_SALT, Sample, load_rgb, read_labels, split_samples, split_summary
 from training.inference import predict_fake_prob
 from training.metrics import best_threshold, classification_report, roc_curve
@@ -204,7 +204,7 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
         "input_size": shipped.input_size,
         "normalisation": {
             "mean": list(shipped.mean), "std": list(shipped.std),
-            "note": "RGB scaled to [0, 1], then (x - mean) / std (shared.model.preprocess)",
+            "note": "RGB scaled to [0, 1], then (x - mean) / std (detection.model.preprocess)",
         },
         "labels": list(shipped.labels),
         "threshold": shipped.threshold,

@@ -2,7 +2,7 @@
 calibration and the unsure band fitted on validation data, the re-encoding control, and the
 leave-one-source-out protocol (train without a source, test on it).
 
-Everything scores through ``shared.detector.Detector``, the worker's own inference path.
+Everything scores through ``detection.detector.Detector``, the worker's own inference path.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from shared.detector import Detector, TorchEngine
-from shared.model import ModelConfig, class_probabilities, fake_probability
-from shared.network import load_checkpoint
+from detection.detector import Detector, TorchEngine
+from detection.model import ModelConfig, class_probabilities, fake_probability
+from detection.network import load_checkpoint
 from training.calibration import (
     fit_temperature,
     fit_unsure_margin,

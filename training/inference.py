@@ -1,5 +1,5 @@
 """Batch inference for training and evaluation through the service's own inference path
-(``shared.detector.Detector``: the same preprocessing, engine call and softmax as the worker)."""
+(``detection.detector.Detector``: the same preprocessing, engine call and softmax as the worker)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from shared.detector import Detector, TorchEngine
-from shared.model import ModelConfig
+from detection.detector import Detector, TorchEngine
+from detection.model import ModelConfig
 
 
 def predict_fake_prob(

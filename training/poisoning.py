@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model import FAKE_INDEX, ModelConfig
-from shared.network import DeepFakeImageDetector, build_model
+from detection.model import FAKE_INDEX, ModelConfig
+from detection.network import DeepFakeImageDetector, build_model
 from training.attacks import to_tensor
 from training.init import transplant_lite0
 from training.train import _lr_factor

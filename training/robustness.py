@@ -1,7 +1,7 @@
 """``rrr robustness``: evasion, transfer, patch, ordinary-processing and poisoning attacks on the
 shipped detector, and the input-purification defence, measured on the held-out test split.
 
-Every score goes through ``shared.detector.Detector.score`` (the service's own inference path)
+Every score goes through ``detection.detector.Detector.score`` (the service's own inference path)
 on uint8 crops; attacks are computed in [0, 1] pixel space at the model's input side with the
 normalisation inside a differentiable wrapper (``training.attacks.PixelModel``).
 """
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.detector import Detector, TorchEngine
-from shared.model import FAKE_INDEX
-from shared.network import load_checkpoint
-from shared.purify import (
+from detection.detector import Detector, TorchEngine
+from detection.model import FAKE_INDEX
+from detection.network import load_checkpoint
+from detection.purify import (
     DEFAULT_QUALITY_RANGE,
     DEFAULT_SCALE_RANGE,
     down_up,

@@ -155,7 +155,7 @@ def write_markdown(report: dict, out_dir: Path) -> None:
         f"{report['transfer']['surrogate']}; surrogate's own clean AUC on the attack set "
         f"{_f(report['transfer']['surrogate_clean']['auc'])}; then given to the shipped model.",
         "",
-        f"Defence: input purification (`shared/purify.py`): {d['transform']}.",
+        f"Defence: input purification (`detection/purify.py`): {d['transform']}.",
         "",
         evasion_table(report),
         "",

@@ -142,8 +142,8 @@ _faces = None
 
 def _stage_one(job: tuple[SourceFile, bool, Equalise, float, Path]) -> tuple[str, str]:
     """Stage one image: (crop file relative to the output, "") or ("", reason it was skipped)."""
-    from shared.faces import FaceDetector, crop_face
-    from shared.media import decode_image
+    from detection.faces import FaceDetector, crop_face
+    from detection.media import decode_image
 
     global _faces
     source_file, equalise, settings, padding, out_dir = job

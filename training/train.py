@@ -14,8 +14,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from shared.model import IMAGENET_MEAN, IMAGENET_STD, LABELS, SIGNAL_LABELS, ModelConfig, preprocess
-from shared.network import build_model, load_checkpoint, save_checkpoint
+from detection.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LABELS,
+    SIGNAL_LABELS,
+    ModelConfig,
+    preprocess,
+)
+from detection.network import build_model, load_checkpoint, save_checkpoint
 from training.data import (
     SPLIT_SALT,
     Sample,

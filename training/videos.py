@@ -9,11 +9,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from detection.analyzer import Analyzer
+from detection.detector import Detector
+from detection.faces import FaceDetector
 from shared.config import settings
-from shared.detector import Detector
-from shared.faces import FaceDetector
 from training.aggregation import compare_rules
-from worker.pipeline import Analyzer
 
 
 def analyzer_for(checkpoint: Path, threshold: float | None = None, threads: int = 0,

@@ -19,6 +19,7 @@ import numpy as np
 from celery.signals import setup_logging, worker_ready
 from sqlalchemy.exc import OperationalError
 
+from detection.analyzer import Canceled, get_analyzer
 from shared import jobs, metrics
 from shared.config import settings
 from shared.db import session_scope
@@ -28,7 +29,6 @@ from shared.models import JobStatus
 from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, celery_app
 from shared.storage import get_storage, heatmap_key
 from worker import videos
-from worker.pipeline import Canceled, get_analyzer
 from worker.sweeper import start_sweeper
 
 log = logging.getLogger("rrr.worker")

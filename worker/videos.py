@@ -1,7 +1,7 @@
 """Videos at scale: a video job is split into segments of RRR_SEGMENT_SECONDS of video, each a
 task any worker can take; the worker that finishes the last segment aggregates the verdict.
 
-Samples are a pure function of their index (shared/media.py), so a segment decodes exactly the
+Samples are a pure function of their index (detection/media.py), so a segment decodes exactly the
 frames a single pass would: the per-frame rows, and so the verdict, do not depend on how many
 workers took part. Every segment task stays far below the broker's visibility timeout.
 """
@@ -13,14 +13,14 @@ import math
 import time
 from typing import Any
 
+from detection.analyzer import Canceled, get_analyzer
+from detection.media import VideoInfo, probe_video
 from shared import jobs, metrics, segments
 from shared.config import settings
 from shared.db import session_scope
-from shared.media import VideoInfo, probe_video
 from shared.models import Job, utcnow
 from shared.queue import publish_segment
 from shared.storage import get_storage
-from worker.pipeline import Canceled, get_analyzer
 
 log = logging.getLogger("rrr.worker")
 

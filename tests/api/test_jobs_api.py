@@ -7,7 +7,7 @@ import io
 import pytest
 
 from shared.config import settings
-from tests import media
+from tests.support import media
 
 
 def _upload(client, data: bytes, name: str = "face.jpg", field: str = "file", **form):

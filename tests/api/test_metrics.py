@@ -6,8 +6,8 @@ import io
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import media
 from tests.conftest import run_job_here
+from tests.support import media
 
 
 def _scrape(client) -> dict[tuple[str, tuple], float]:

@@ -8,9 +8,9 @@ import pickle
 import pytest
 import torch
 
-from shared.network import DeepFakeImageDetector, load_checkpoint
+from detection.network import DeepFakeImageDetector, load_checkpoint
 from shared.queue import celery_app
-from tests import media
+from tests.support import media
 
 KEY_A, KEY_B = "key-alpha-0123456789", "key-bravo-9876543210"
 

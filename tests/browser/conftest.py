@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import Client, Processes, free_port
+from tests.support.service import Client, Processes, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"

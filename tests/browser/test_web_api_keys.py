@@ -12,9 +12,9 @@ try:
 except ImportError:  # the `driver` fixture then skips (or fails under CI) with the reason
     By = None
 
-from bench.harness import Client
 from tests.browser.conftest import save_logs, start_service
 from tests.browser.test_web import Page, js, save_shot, wait
+from tests.support.service import Client
 
 pytestmark = pytest.mark.browser
 

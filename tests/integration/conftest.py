@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.harness import Processes
+from tests.support.service import Processes
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PG_ADMIN_URL = os.environ.get("RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bench.harness import Client, Processes, free_port
+from tests.support.service import Client, Processes, free_port
 
 pytestmark = pytest.mark.integration
 

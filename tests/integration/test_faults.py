@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from bench.harness import Client, Processes, free_port, start_service
+from tests.support.service import Client, Processes, free_port, start_service
 
 pytestmark = pytest.mark.integration
 

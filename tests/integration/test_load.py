@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bench.harness import Client, Processes, free_port
 from bench.load import run_load
+from tests.support.service import Client, Processes, free_port
 
 pytestmark = pytest.mark.integration
 

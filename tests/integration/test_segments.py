@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.harness import Processes, start_service
+from tests.support.service import Processes, start_service
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared.model import ModelConfig
-from shared.network import build_model, load_checkpoint
+from detection.model import ModelConfig
+from detection.network import build_model, load_checkpoint
 from training.data import read_labels, split_of, split_samples
 from training.evaluate import evaluate
 from training.init import count_se_blocks, load_lite0_state, transplant_lite0

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from shared import jobs, segments
 from shared.db import session_scope
 from shared.models import JobKind, utcnow
-from tests.unit.test_jobs import STALE, _age, _new_job
+from tests.shared.test_jobs import STALE, _age, _new_job
 
 
 def test_segment_frames_replace_their_own_rows(migrated):
@@ -74,8 +74,8 @@ def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(client, override_se
     """sampling=keyframes travels from the form to every segment task and into the result."""
     import io
 
+    from detection.analyzer import get_analyzer
     from tests.conftest import run_job_here
-    from worker.pipeline import get_analyzer
 
     override_settings(RRR_SEGMENT_SECONDS="2")  # a 14 s clip becomes 8 segments
     video = next(p for p in video_paths if p.name == "western_fake.mp4")

@@ -1,7 +1,7 @@
-"""What a worker does with media: decode -> find faces -> score every face -> verdict.
+"""What the service does with media: decode -> find faces -> score every face -> verdict.
 
-No Celery and no database here: the task module feeds paths in and writes results out, so the
-same functions serve the worker, evaluation and benchmarks.
+No Celery and no database here: the worker feeds paths in and writes results out, so the same
+functions serve the worker, evaluation, benchmarks and the command line.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from detection.detector import Detector, get_detector
+from detection.explain import overlay, png_bytes
+from detection.faces import FaceDetector, crop_face, crop_region
+from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from detection.purify import purified_scores
 from shared.config import settings
-from shared.detector import Detector, get_detector
 from shared.errors import DetectionError
-from shared.explain import overlay, png_bytes
-from shared.faces import FaceDetector, crop_face, crop_region
-from shared.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
-from shared.purify import purified_scores
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 BATCH_IMAGES = 16  # images of a batch job decoded, then scored together
@@ -43,7 +43,7 @@ class Analyzer:
     threshold: float
     face_padding: float
     max_image_pixels: int
-    # random purified views averaged per face (shared/purify.py); 0 scores crops as they are
+    # random purified views averaged per face (detection/purify.py); 0 scores crops as they are
     purify_views: int = 0
     # seconds spent per stage (decode, detect, infer) since this analyzer was made: for logs
     # and benchmarks
@@ -52,6 +52,24 @@ class Analyzer:
 
     def verdict(self, probability_fake: float) -> str:
         return "FAKE" if probability_fake >= self.threshold else "REAL"
+
+    def verdict_fields(self, probability_fake: float | None) -> dict[str, Any]:
+        """The verdict of an image or a video from its P(FAKE); None (no face) is said
+        explicitly."""
+        p = probability_fake
+        if p is None:
+            return {
+                "prediction": "NO_FACE",
+                "probability_fake": None,
+                "probability_real": None,
+                "confidence": None,
+            }
+        return {
+            "prediction": self.verdict(p),
+            "probability_fake": round(p, 6),
+            "probability_real": round(1.0 - p, 6),
+            "confidence": round(max(p, 1.0 - p), 6),
+        }
 
     def faces_in(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
         """Every face in each RGB image with its score. The faces of all the images go through
@@ -76,23 +94,8 @@ class Analyzer:
 
     def summarize_faces(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
         """The image verdict follows its most suspicious face; no face is said explicitly."""
-        base: dict[str, Any] = {"threshold": self.threshold, "faces": faces}
-        if not faces:
-            return {
-                "prediction": "NO_FACE",
-                "probability_fake": None,
-                "probability_real": None,
-                "confidence": None,
-                **base,
-            }
-        p = max(face["probability_fake"] for face in faces)
-        return {
-            "prediction": self.verdict(p),
-            "probability_fake": round(p, 6),
-            "probability_real": round(1.0 - p, 6),
-            "confidence": round(max(p, 1.0 - p), 6),
-            **base,
-        }
+        p = max((face["probability_fake"] for face in faces), default=None)
+        return {**self.verdict_fields(p), "threshold": self.threshold, "faces": faces}
 
     # ------------------------------------------------------------------------------ images
 
@@ -194,7 +197,7 @@ class Analyzer:
     ) -> None:
         """Score samples ``first`` .. ``end - 1`` of a video, handing per-frame rows to
         ``on_frames`` every FRAMES_PER_BATCH frames (faces of those frames form one batch).
-        ``sampling``: ``exact`` or ``keyframes`` (shared/media.py, sample_frames)."""
+        ``sampling``: ``exact`` or ``keyframes`` (detection/media.py, sample_frames)."""
         pending: list[SampledFrame] = []
 
         def flush() -> None:
@@ -307,22 +310,8 @@ class Analyzer:
             "frames_with_faces": len(scored),
             "suspicious_segments": segments,
         }
-        if not scored:
-            return {
-                "prediction": "NO_FACE",
-                "probability_fake": None,
-                "probability_real": None,
-                "confidence": None,
-                **base,
-            }
-        p = float(np.mean([f["probability_fake"] for f in scored]))
-        return {
-            "prediction": self.verdict(p),
-            "probability_fake": round(p, 6),
-            "probability_real": round(1.0 - p, 6),
-            "confidence": round(max(p, 1.0 - p), 6),
-            **base,
-        }
+        p = float(np.mean([f["probability_fake"] for f in scored])) if scored else None
+        return {**self.verdict_fields(p), **base}
 
 
 _face_detector: FaceDetector | None = None

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from detection.detector import Detector, OnnxEngine, TorchEngine
+from detection.explain import crop_map, overlay
+from detection.media import decode_image
+from detection.model import FAKE_INDEX, preprocess
+from detection.network import load_checkpoint
 from shared.config import settings
-from shared.detector import Detector, OnnxEngine, TorchEngine
-from shared.explain import crop_map, overlay
-from shared.media import decode_image
-from shared.model import FAKE_INDEX, preprocess
-from shared.network import load_checkpoint
 
 
 def autograd_gradcam(model, config, crop: np.ndarray) -> np.ndarray:

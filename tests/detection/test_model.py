@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model import ModelConfig, preprocess
-from shared.network import DeepFakeImageDetector, build_model, load_checkpoint, save_checkpoint
+from detection.model import ModelConfig, preprocess
+from detection.network import DeepFakeImageDetector, build_model, load_checkpoint, save_checkpoint
 
 
 def test_prototype_checkpoint_loads(tmp_path):

@@ -1,4 +1,4 @@
-"""Media: decide what an upload is from its bytes, decode images, sample video frames.
+"""Media: decode images, sample video frames (what an upload is: api/sniff.py).
 
 Videos are decoded with PyAV (FFmpeg's libavcodec); see ``sample_frames`` for how.
 
@@ -17,57 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import av
-import filetype
 import numpy as np
 from PIL import Image, ImageOps
 
-from shared.errors import BadRequest, MediaError, UnsupportedMedia
+from shared.errors import MediaError
 
 log = logging.getLogger("rrr.media")
-
-IMAGE_TYPES = {
-    "image/jpeg": "jpg",
-    "image/png": "png",
-    "image/webp": "webp",
-    "image/bmp": "bmp",
-    "image/gif": "gif",
-    "image/tiff": "tif",
-}
-VIDEO_TYPES = {
-    "video/mp4": "mp4",
-    "video/quicktime": "mov",
-    "video/x-matroska": "mkv",
-    "video/webm": "webm",
-    "video/x-msvideo": "avi",
-    "video/x-m4v": "m4v",
-    "video/mpeg": "mpg",
-}
-SNIFF_BYTES = 8192
-
-
-@dataclass(frozen=True)
-class MediaType:
-    kind: str  # "image" or "video"
-    mime: str
-    extension: str
-
-
-def sniff(head: bytes) -> MediaType:
-    """Classify an upload by its leading bytes (never by its file name)."""
-    if not head:
-        raise BadRequest("the uploaded file is empty", code="empty_file")
-    guess = filetype.guess(head)
-    if guess is not None and guess.mime in IMAGE_TYPES:
-        return MediaType("image", guess.mime, IMAGE_TYPES[guess.mime])
-    if guess is not None and guess.mime in VIDEO_TYPES:
-        return MediaType("video", guess.mime, VIDEO_TYPES[guess.mime])
-    what = f"{guess.mime} " if guess is not None else ""
-    raise UnsupportedMedia(
-        f"unsupported {what}content: send a JPEG, PNG, WebP, BMP, GIF or TIFF image, "
-        "or an MP4, MOV, MKV, WebM or AVI video",
-        code="unsupported_media_type",
-    )
-
 
 # ---------------------------------------------------------------------------------- images
 
@@ -153,7 +108,7 @@ class VideoInfo:
         return max(0, math.ceil(k * self.fps / rate - 1e-6))
 
 
-SAMPLING_MODES = ("exact", "keyframes")
+SAMPLING_MODES = ("exact", "keyframes")  # as shared.models.Sampling, which the API checks
 
 
 @dataclass(frozen=True)

@@ -2,34 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import BadRequest, MediaError, UnsupportedMedia
-from shared.media import decode_image, probe_video, sample_frames, sniff
-from tests import media
-
-
-@pytest.mark.parametrize(
-    ("data", "kind"),
-    [
-        (media.image_bytes(fmt="PNG"), "image"),
-        (media.image_bytes(fmt="JPEG"), "image"),
-        (media.image_bytes(fmt="WEBP"), "image"),
-        (media.image_bytes(fmt="BMP"), "image"),
-        (media.animated_gif(), "image"),
-    ],
-)
-def test_sniff_recognises_images_by_content(data, kind):
-    assert sniff(data[:8192]).kind == kind
-
-
-def test_sniff_recognises_video(video_paths):
-    assert sniff(video_paths[0].read_bytes()[:8192]).kind == "video"
-
-
-def test_sniff_rejects_text_and_empty():
-    with pytest.raises(UnsupportedMedia):
-        sniff(b"<html><body>not an image</body></html>")
-    with pytest.raises(BadRequest, match="empty"):
-        sniff(b"")
+from detection.media import SAMPLING_MODES, decode_image, probe_video, sample_frames
+from shared.errors import MediaError
+from shared.models import Sampling
+from tests.support import media
 
 
 @pytest.mark.parametrize(
@@ -281,3 +257,7 @@ def test_zero_rate_avi_is_refused_or_sampled(tmp_path):
         assert exc.code == "video_bad_fps"
     else:
         assert len(list(sample_frames(path, info, 1.0, 10))) == 1
+
+
+def test_sampling_modes_are_the_ones_the_api_accepts():
+    assert tuple(Sampling) == SAMPLING_MODES

@@ -14,17 +14,10 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from detection.model import resize_face
+
 DEFAULT_SCALE_RANGE = (0.5, 0.8)  # down-up factor, drawn uniformly per crop and view
 DEFAULT_QUALITY_RANGE = (50, 80)  # JPEG quality, drawn uniformly (inclusive) per crop and view
-
-
-def resize_to(crop: np.ndarray, size: int) -> np.ndarray:
-    """Square resize with the rule of ``shared.model.preprocess`` (INTER_AREA when shrinking)."""
-    h, w = crop.shape[:2]
-    if (h, w) == (size, size):
-        return crop
-    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
 
 
 def down_up(crop: np.ndarray, factor: float) -> np.ndarray:
@@ -61,7 +54,7 @@ def purify(
     for crop in crops:
         if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 crop (H, W, 3), got {crop.dtype} {crop.shape}")
-        view = resize_to(crop, size) if size else crop
+        view = resize_face(crop, size) if size else crop
         view = down_up(view, float(rng.uniform(*scale_range)))
         view = jpeg(view, int(rng.integers(quality_range[0], quality_range[1] + 1)))
         out.append(view)

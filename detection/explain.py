@@ -3,7 +3,7 @@
 The map is Grad-CAM (Selvaraju et al., ICCV 2017) at the last convolutional block of
 EfficientNet-B0 (4x4 at the 128 px input) for the FAKE logit, so red means "this region pushed
 the verdict towards FAKE". Every engine's network outputs it beside the scores
-(``shared.network.ScoreAndCam`` explains why no backward pass is needed); this module scales it
+(``detection.network.ScoreAndCam`` explains why no backward pass is needed); this module scales it
 to the crop and paints it over the image. One implementation serves ``rrr explain`` and the
 image jobs' heatmap.
 """

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detection.analyzer import Canceled, get_analyzer
 from shared.errors import MediaError
-from worker.pipeline import Canceled, get_analyzer
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from shared.model import FAKE_INDEX, ModelConfig
-from shared.network import load_checkpoint
-from shared.purify import purified_scores, purify
+from detection.model import FAKE_INDEX, ModelConfig, resize_face
+from detection.network import load_checkpoint
+from detection.purify import purified_scores, purify
 from tests.conftest import FACES, SHIPPED_WEIGHTS
 from training import attacks, poisoning
-from training.data import load_rgb, resize_like_preprocess
+from training.data import load_rgb
 from training.robustness import summarize
 
 pytestmark = pytest.mark.skipif(
@@ -33,7 +33,7 @@ def shipped():
 @pytest.fixture(scope="module")
 def fakes(face_crops, shipped) -> torch.Tensor:
     size = shipped[1].input_size
-    crops = [resize_like_preprocess(load_rgb(p), size) for p in face_crops["fake"][:4]]
+    crops = [resize_face(load_rgb(p), size) for p in face_crops["fake"][:4]]
     return attacks.to_tensor(crops)
 
 
@@ -144,7 +144,7 @@ def test_purify_is_seeded_sized_and_changes_pixels(face_crops) -> None:
     b = purify(crops, np.random.default_rng(0), size=128)
     assert all(x.shape == (128, 128, 3) and x.dtype == np.uint8 for x in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    resized = [resize_like_preprocess(c, 128) for c in crops]
+    resized = [resize_face(c, 128) for c in crops]
     assert all(np.abs(x.astype(int) - r).mean() > 0.5 for x, r in zip(a, resized, strict=True))
     with pytest.raises(ValueError):
         purify([np.zeros((8, 8), dtype=np.uint8)], np.random.default_rng(0))

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.faces import FaceDetector, crop_face, crop_region, detection_size
-from shared.media import decode_image, probe_video, sample_frames
+from detection.faces import FaceDetector, crop_face, crop_region, detection_size
+from detection.media import decode_image, probe_video, sample_frames
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ load the model once per process, then ``score(crops)`` -> probability that each 
 Two engines run the same network: ONNX Runtime (the default: the file ``rrr export`` writes
 beside the checkpoint, with the ModelConfig embedded in its metadata; no PyTorch needed) and
 PyTorch (the checkpoint itself). Preprocessing, the softmax and the heatmap scaling are shared,
-so only the engine differs. Both run ``shared.network.ScoreAndCam``: scores and the FAKE
+so only the engine differs. Both run ``detection.network.ScoreAndCam``: scores and the FAKE
 activation map come out of the same forward pass.
 """
 
@@ -19,18 +19,18 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.errors import ModelUnavailable
-from shared.explain import crop_map
-from shared.model import (
+from detection.explain import crop_map
+from detection.model import (
+    ONNX_CONFIG_KEY,
     ModelConfig,
     class_probabilities,
     fake_probability,
     file_sha256,
     preprocess,
 )
+from shared.errors import ModelUnavailable
 
 BATCH_SIZE = 32
-ONNX_CONFIG_KEY = "rrr_model_config"  # ONNX metadata entry holding the ModelConfig as JSON
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class TorchEngine:
     def __init__(self, model) -> None:
         import torch
 
-        from shared.network import ScoreAndCam
+        from detection.network import ScoreAndCam
 
         self._torch = torch
         self.model = model.eval().to(memory_format=torch.channels_last)
@@ -139,7 +139,7 @@ class Detector:
                 raise ValueError(f"unknown engine {engine!r}: use onnx or torch")
             import torch
 
-            from shared.network import load_checkpoint
+            from detection.network import load_checkpoint
 
             torch.set_num_threads(threads)
             model, config, _ = load_checkpoint(weights_path)

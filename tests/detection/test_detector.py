@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from detection.detector import Detector, OnnxEngine, TorchEngine
+from detection.media import decode_image
+from detection.network import export_onnx, load_checkpoint
 from shared.config import settings
-from shared.detector import Detector, OnnxEngine, TorchEngine
-from shared.media import decode_image
-from shared.network import export_onnx, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 threshold) and the one preprocessing function that turns face crops into its input.
 
 Numpy + OpenCV only, no torch: the ONNX Runtime engine serves the model without PyTorch. The
-network itself, its checkpoint format and the ONNX export are in ``shared/network.py``.
+network itself, its checkpoint format and the ONNX export are in ``detection/network.py``.
 Class index 0 is FAKE and 1 is REAL.
 """
 
@@ -20,6 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LABELS = ("FAKE", "REAL")  # class index -> label, fixed by the prototype's checkpoint
 FAKE_INDEX = 0
+ONNX_CONFIG_KEY = "rrr_model_config"  # ONNX metadata entry holding the ModelConfig as JSON
 # Version 2 tells the kinds of fake apart; index 0 is still a fake class and 1 is REAL, so the
 # prototype's two-class contract keeps its meaning. Each non-REAL class is a reported signal.
 SIGNAL_LABELS = ("FACE_SWAP", "REAL", "SYNTHETIC")
@@ -74,6 +75,16 @@ class ModelConfig:
         return data
 
 
+def resize_face(crop: np.ndarray, size: int) -> np.ndarray:
+    """Square resize of an RGB crop to ``size``: the one resize rule of serving, training and
+    purification. INTER_AREA when shrinking avoids aliasing; INTER_LINEAR enlarges small faces."""
+    h, w = crop.shape[:2]
+    if (h, w) == (size, size):
+        return crop
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
 def preprocess(crops: list[np.ndarray], config: ModelConfig) -> np.ndarray:
     """RGB uint8 face crops of any size -> float32 batch (N, 3, S, S), normalised.
 
@@ -86,10 +97,7 @@ def preprocess(crops: list[np.ndarray], config: ModelConfig) -> np.ndarray:
     for i, crop in enumerate(crops):
         if crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"face crop must be an RGB array (H, W, 3), got shape {crop.shape}")
-        h, w = crop.shape[:2]
-        # INTER_AREA when shrinking avoids aliasing; INTER_LINEAR when enlarging small faces.
-        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (size, size), interpolation=interp)  # (S, S, 3)
+        resized = resize_face(crop, size)  # (S, S, 3)
         batch[i] = resized.transpose(2, 0, 1).astype(np.float32) / 255.0  # (3, S, S)
     batch -= mean
     batch /= std

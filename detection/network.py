@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchvision.models import efficientnet_b0
 
-from shared.model import FAKE_INDEX, ModelConfig
+from detection.model import FAKE_INDEX, ONNX_CONFIG_KEY, ModelConfig
 
 CHECKPOINT_FORMAT = "rrr-checkpoint/1"
 
@@ -146,8 +146,6 @@ def export_onnx(model: nn.Module, config: ModelConfig, path: str | Path, opset: 
     import json
 
     import onnx
-
-    from shared.detector import ONNX_CONFIG_KEY
 
     path = Path(path)
     tmp = path.with_suffix(".tmp.onnx")
