@@ -57,9 +57,25 @@ def _finished(expect: str) -> tuple[Job | None, Any]:
     return None, (response, 504)
 
 
+def _seed_prediction(prediction: str | None, p: float | None, threshold: float) -> str | None:
+    """The prototype knew only FAKE and REAL: an UNCERTAIN verdict answers with the side of the
+    threshold its score is on (``uncertain`` says the rest)."""
+    if prediction != "UNCERTAIN" or p is None:
+        return prediction
+    return "FAKE" if p >= threshold else "REAL"
+
+
+def _verdict(result: dict[str, Any]) -> dict[str, Any]:
+    body = {key: result.get(key) for key in VERDICT}
+    body["prediction"] = _seed_prediction(result.get("prediction"), result.get("probability_fake"),
+                                          result["threshold"])
+    body["uncertain"] = result.get("prediction") == "UNCERTAIN"
+    return body
+
+
 def _image_shape(result: dict[str, Any]) -> dict[str, Any]:
     return {
-        **{key: result.get(key) for key in VERDICT},
+        **_verdict(result),
         "faces_detected": len(result.get("faces", [])),
         "faces": result.get("faces", []),
         "threshold": result.get("threshold"),
@@ -115,7 +131,7 @@ def predict_video():
             }
             for row in frames
         ]
-    body = {key: result.get(key) for key in VERDICT}
+    body = _verdict(result)
     body.update(
         {
             key: result.get(key)

@@ -12,7 +12,8 @@ from shared.config import settings
 from shared.errors import BadRequest
 from shared.models import FrameResult, Job, JobKind, Sampling, utcnow
 
-VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold")
+VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold",
+                "unsure_margin", "signals")
 
 
 def _iso(value: datetime | None) -> str | None:

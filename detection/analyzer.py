@@ -18,6 +18,7 @@ import numpy as np
 from detection.detector import Detector, get_detector
 from detection.explain import overlay, png_bytes
 from detection.faces import FaceDetector, crop_face, crop_region
+from detection.model import fake_probability
 from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
 from detection.purify import purified_scores
 from shared.config import settings
@@ -45,12 +46,17 @@ class Analyzer:
     max_image_pixels: int
     # random purified views averaged per face (detection/purify.py); 0 scores crops as they are
     purify_views: int = 0
+    # a score closer than this to the threshold is UNCERTAIN: the model's own band, fitted on
+    # validation data (weights/README.md); 0 always decides
+    unsure_margin: float = 0.0
     # seconds spent per stage (decode, detect, infer) since this analyzer was made: for logs
     # and benchmarks
     stage_seconds: Counter = field(default_factory=Counter)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def verdict(self, probability_fake: float) -> str:
+        if abs(probability_fake - self.threshold) < self.unsure_margin:
+            return "UNCERTAIN"
         return "FAKE" if probability_fake >= self.threshold else "REAL"
 
     def verdict_fields(self, probability_fake: float | None) -> dict[str, Any]:
@@ -79,23 +85,41 @@ class Analyzer:
         crops = [crop_face(rgb, box, self.face_padding)
                  for rgb, found in zip(images, boxes, strict=True) for box in found]
         t1 = time.perf_counter()
-        probs = iter(purified_scores(self.detector.score, crops, self.purify_views, self.rng,
-                                     self.detector.config.input_size).tolist())
+        config = self.detector.config
+        probs = purified_scores(self.detector.class_probabilities, crops, self.purify_views,
+                                self.rng, config.input_size)
+        scored = iter(zip(fake_probability(probs, config).tolist(), probs.tolist(), strict=True))
         self.stage_seconds["detect"] += t1 - t0
         self.stage_seconds["infer"] += time.perf_counter() - t1
-        return [[self._face(box, next(probs)) for box in found] for found in boxes]
+        return [[self._face(box, *next(scored)) for box in found] for found in boxes]
 
-    def _face(self, box: tuple[int, int, int, int], p: float) -> dict[str, Any]:
-        return {
+    def _face(self, box: tuple[int, int, int, int], p: float,
+              class_probs: list[float]) -> dict[str, Any]:
+        face: dict[str, Any] = {
             "box": [int(v) for v in box],
             "probability_fake": round(p, 6),
             "prediction": self.verdict(p),
         }
+        labels = self.detector.config.labels
+        if self.detector.config.signals:
+            # each kind of fake the model tells apart, as a share of probability_fake's mass
+            face["signals"] = {label.lower(): round(q, 6)
+                               for label, q in zip(labels, class_probs, strict=True)
+                               if label != "REAL"}
+        return face
+
+    def decision(self) -> dict[str, Any]:
+        """The decision rule every result states: threshold and the unsure band around it."""
+        return {"threshold": self.threshold, "unsure_margin": self.unsure_margin}
 
     def summarize_faces(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
         """The image verdict follows its most suspicious face; no face is said explicitly."""
-        p = max((face["probability_fake"] for face in faces), default=None)
-        return {**self.verdict_fields(p), "threshold": self.threshold, "faces": faces}
+        top = max(faces, key=lambda face: face["probability_fake"], default=None)
+        result = {**self.verdict_fields(top["probability_fake"] if top else None),
+                  **self.decision(), "faces": faces}
+        if top and "signals" in top:
+            result["signals"] = top["signals"]
+        return result
 
     # ------------------------------------------------------------------------------ images
 
@@ -174,11 +198,12 @@ class Analyzer:
             "fake": sum(r["prediction"] == "FAKE" for r in ok),
             "real": sum(r["prediction"] == "REAL" for r in ok),
             "no_face": sum(r["prediction"] == "NO_FACE" for r in ok),
+            "uncertain": sum(r["prediction"] == "UNCERTAIN" for r in ok),
         }
         return {
             "items": results,
             "summary": summary,
-            "threshold": self.threshold,
+            **self.decision(),
             "model": self.detector.info.as_dict(),
         }
 
@@ -305,7 +330,7 @@ class Analyzer:
                 )
                 run = []
         base = {
-            "threshold": self.threshold,
+            **self.decision(),
             "aggregation": "mean_of_frame_max",
             "frames_with_faces": len(scored),
             "suspicious_segments": segments,
@@ -335,4 +360,6 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
         purify_views=settings.purify_views,
+        unsure_margin=(settings.unsure_margin if settings.unsure_margin is not None
+                       else detector.config.unsure_margin),
     )

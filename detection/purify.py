@@ -68,12 +68,13 @@ def purified_scores(
     rng: np.random.Generator | None = None,
     size: int | None = None,
 ) -> np.ndarray:
-    """Mean P(FAKE) over ``views`` purified views of each crop; ``score`` is e.g.
-    ``Detector.score``. ``views=0`` scores the crops as they are (purification off)."""
+    """Mean score over ``views`` purified views of each crop; ``score`` is e.g.
+    ``Detector.score`` (P(FAKE) per crop) or ``Detector.class_probabilities`` (a row per crop).
+    ``views=0`` scores the crops as they are (purification off)."""
     if views <= 0:
         return score(list(crops))
     rng = rng if rng is not None else np.random.default_rng()
-    total = np.zeros(len(crops), dtype=np.float64)
-    for _ in range(views):
-        total += score(purify(crops, rng, size))
+    total = score(purify(crops, rng, size))
+    for _ in range(views - 1):
+        total = total + score(purify(crops, rng, size))
     return total / views

@@ -37,6 +37,7 @@ class Settings:
     sample_fps: float
     max_frames: int
     threshold: float | None
+    unsure_margin: float | None
     face_padding: float
     inference_threads: int
     decode_threads: int
@@ -62,6 +63,7 @@ class Settings:
     def from_env(cls) -> Settings:
         var_dir = Path(_env("RRR_VAR_DIR", "var")).absolute()
         threshold = _env("RRR_THRESHOLD", "")
+        unsure_margin = _env("RRR_UNSURE_MARGIN", "")
         return cls(
             var_dir=var_dir,
             database_url=_env("RRR_DATABASE_URL", f"sqlite:///{var_dir / 'rrr.db'}"),
@@ -74,6 +76,8 @@ class Settings:
             sample_fps=float(_env("RRR_SAMPLE_FPS", "1.0")),
             max_frames=int(_env("RRR_MAX_FRAMES", "7200")),
             threshold=float(threshold) if threshold else None,
+            # half-width of the UNCERTAIN band around the threshold; default: the model's own
+            unsure_margin=float(unsure_margin) if unsure_margin else None,
             # YuNet's boxes are taller than Haar's were; 0.05 frames faces closest to the tight
             # DFDC crops the model learned from (shared videos: 8/9 right at 0.05, 7/9 at 0.15)
             face_padding=float(_env("RRR_FACE_PADDING", "0.05")),

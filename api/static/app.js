@@ -238,7 +238,7 @@ function historyLabel(job) {
   if (job.status === "succeeded" && r) {
     if (r.summary) outcome = `${r.summary.fake} of ${r.summary.total} likely manipulated`;
     else if (r.prediction === "NO_FACE") outcome = "no face found";
-    else if (r.prediction) outcome = `${r.prediction}, ${pct(r.probability_fake, r.threshold)}`;
+    else if (r.prediction) outcome = `${verdictText(r).verdict}`;
   }
   return { name, outcome };
 }

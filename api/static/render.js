@@ -31,26 +31,41 @@ export function pct(p, threshold) {
 
 const VERDICT_WORDS = {
   FAKE: "Likely manipulated",
-  REAL: "Likely real",
+  REAL: "Looks real",
+  UNCERTAIN: "Unsure",
   NO_FACE: "No face found",
 };
 
-// The verdict line ("Likely manipulated (FAKE)") and a plain-words explanation of it.
+const SIGNAL_WORDS = { face_swap: "face swap", synthetic: "fully synthetic", fake: "manipulated" };
+
+// One phrase per verdict that names the score without contradicting it:
+// "Looks real: 3% manipulation score", "Unsure: 52% manipulation score, too close to call".
 export function verdictText(result) {
   const words = VERDICT_WORDS[result.prediction] || result.prediction;
   if (result.prediction === "NO_FACE") {
     return { verdict: words, explanation: "We could not find a face, so there is nothing to judge." };
   }
-  const explanation =
-    `${pct(result.probability_fake, result.threshold)} likely manipulated; we flag ${pct(result.threshold)} and above. ` +
-    `Confidence in this verdict: ${pct(result.confidence)}.`;
-  return { verdict: `${words} (${result.prediction})`, explanation };
+  const score = `${pct(result.probability_fake, result.threshold)} manipulation score`;
+  const margin = result.unsure_margin || 0;
+  let rule = `Scores of ${pct(result.threshold)} and above are called manipulated`;
+  if (margin > 0) {
+    rule += `; between ${pct(Math.max(0, result.threshold - margin))} and ` +
+      `${pct(Math.min(1, result.threshold + margin))} we say unsure rather than guess`;
+  }
+  let explanation = `${rule}.`;
+  if (result.signals) {
+    const parts = Object.entries(result.signals).map(([k, v]) => `${SIGNAL_WORDS[k] || k} ${pct(v)}`);
+    explanation += ` Signals of the most suspicious face: ${parts.join(", ")}.`;
+  }
+  const tail = result.prediction === "UNCERTAIN" ? ", too close to call" : "";
+  return { verdict: `${words}: ${score}${tail}`, explanation };
 }
 
 export function faceSentence(face, i, threshold) {
   const [x, y, w, h] = face.box;
   return `Face ${i + 1} (at ${x}, ${y}; ${w}×${h} px): ` +
-    `${pct(face.probability_fake, threshold)} likely manipulated, ${face.prediction}`;
+    `${pct(face.probability_fake, threshold)} manipulation score, ` +
+    `${(VERDICT_WORDS[face.prediction] || face.prediction).toLowerCase()}`;
 }
 
 // One object URL per local File, however often a view is redrawn (e.g. re-sorting a batch).
@@ -149,6 +164,7 @@ export function renderImage(job, localFile, body) {
 const COUNTS = [
   ["fake", "fake", "FAKE"],
   ["real", "real", "REAL"],
+  ["uncertain", "unsure", "UNCERTAIN"],
   ["no_face", "no face", "NO_FACE"],
   ["failed", "failed", "failed"],
 ];
@@ -164,7 +180,8 @@ function batchCard(item, file, threshold) {
     verdict = el("p", { class: "badge NO_FACE", text: "No face found" });
   } else {
     verdict = el("p", { class: `badge ${item.prediction}`,
-      text: `${item.prediction}: ${pct(item.probability_fake, threshold)} likely manipulated` });
+      text: `${VERDICT_WORDS[item.prediction] || item.prediction}: ` +
+        `${pct(item.probability_fake, threshold)} manipulation score` });
   }
   return el("li", { class: "card", "data-index": item.index },
     thumb, el("p", { class: "filename", text: item.filename || `file ${item.index + 1}` }), verdict);

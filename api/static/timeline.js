@@ -5,6 +5,12 @@
 import { api } from "./api.js";
 import { el, faceSentence, pct } from "./render.js";
 
+// A frame's class on the chart: the verdict rule of the whole result (threshold, unsure band).
+function frameClass(p, result) {
+  if (Math.abs(p - result.threshold) < (result.unsure_margin || 0)) return "UNCERTAIN";
+  return p >= result.threshold ? "FAKE" : "REAL";
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 const H = 240;
 const M = { left: 44, right: 22, top: 12, bottom: 36 }; // room for axis labels
@@ -93,10 +99,10 @@ function chart(result, frames, W) {
   frames.forEach((f, i) => {
     const face = f.probability_fake !== null;
     const label = face
-      ? `Frame at ${clock(f.timestamp_s)}: ${pct(f.probability_fake, result.threshold)} likely manipulated`
+      ? `Frame at ${clock(f.timestamp_s)}: ${pct(f.probability_fake, result.threshold)} manipulation score`
       : `Frame at ${clock(f.timestamp_s)}: no face`;
     const point = svg("circle", {
-      class: `point ${face ? (f.probability_fake >= result.threshold ? "FAKE" : "REAL") : "none"}`,
+      class: `point ${face ? frameClass(f.probability_fake, result) : "none"}`,
       cx: x(f.timestamp_s).toFixed(1), cy: y(face ? f.probability_fake : 0).toFixed(1), r,
       tabindex: 0, role: "button", "aria-label": label, "data-frame": i,
     });
