@@ -18,8 +18,8 @@ import numpy as np
 from detection.detector import Detector, get_detector
 from detection.explain import overlay, png_bytes
 from detection.faces import FaceDetector, crop_face, crop_region
-from detection.model import fake_probability
 from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from detection.model import fake_probability
 from detection.purify import purified_scores
 from shared.config import settings
 from shared.errors import DetectionError

@@ -128,7 +128,7 @@ class ScoreAndCam(nn.Module):
         activations = net.features(x)  # (N, 1280, h, w), after the last block's SiLU
         logits = net.classifier(torch.flatten(net.avgpool(activations), 1))  # (N, C)
         weight = net.classifier[-1].weight  # (C, 1280)
-        if weight.shape[0] == 2:
+        if net.classifier[-1].out_features == 2:
             fake_row = weight[FAKE_INDEX]  # (1280,)
         else:
             # several fake classes: the evidence for "some fake class" over REAL, i.e. the mean

@@ -241,7 +241,7 @@ def explain(image: Path, output: Path) -> None:
 def export(checkpoint: Path | None, output: Path | None) -> None:
     """Export the checkpoint to ONNX for the ONNX Runtime engine (the default), check that both
     engines give the same probabilities and heatmaps, and record the file's sha256 in the
-    metadata.json beside it."""
+    model card JSON beside the checkpoint (<name>.json)."""
     import numpy as np
 
     from detection.detector import Detector, OnnxEngine, TorchEngine
@@ -266,7 +266,7 @@ def export(checkpoint: Path | None, output: Path | None) -> None:
              "size_bytes": output.stat().st_size, "exported_from": checkpoint.name,
              "exported_by": "rrr export", "outputs": ["logits", "cam"],
              "max_probability_gap": gap, "max_heatmap_gap": map_gap}
-    metadata = output.parent / "metadata.json"
+    metadata = checkpoint.with_suffix(".json")
     if metadata.is_file() and output.parent == checkpoint.parent:
         # the shipped weights' provenance file records the ONNX file beside the checkpoint
         data = json.loads(metadata.read_text())

@@ -1,7 +1,8 @@
 """Calibration and the unsure band: fitted on validation data only.
 
 - Temperature scaling (Guo et al., ICML 2017): one scalar T divides the logits so that the
-  softmax's probabilities match observed frequencies; it does not change the ranking (AUC).
+  softmax's probabilities match observed frequencies. With two classes it keeps the ranking
+  (AUC); with several fake classes P(fake) = 1 - P(REAL) can reorder a little.
 - Expected calibration error (ECE) and reliability bins, per source.
 - The unsure band: faces whose calibrated probability lies within a margin of the threshold are
   UNCERTAIN; the margin is the largest that keeps the unsure share on validation data under a

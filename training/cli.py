@@ -125,9 +125,23 @@ def train_command(**kwargs: object) -> None:
 @click.option("--sampling", type=click.Choice(["exact", "keyframes"]), default="exact",
               show_default=True, help="Video frame sampling: the frame at each sample time, or "
               "the nearest keyframe at or before it (the fast mode).")
+@click.option("--table", default=None,
+              help="A staged multi-source table (rrr data): report every source, fit "
+              "calibration, threshold and unsure band on its validation split, run the "
+              "re-encoding control; --out then ships the model with that decision rule.")
+@click.option("--held-out", multiple=True,
+              help="With --table: sources the checkpoint never trained on (tested on all rows).")
+@click.option("--loso", "loso_json", default=None,
+              help="With --table --out: the loso.json of rrr loso, recorded in the model card.")
 def eval_command(**kwargs: object) -> None:
-    """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
+    """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split.
+
+    With --table: per-source figures, calibration and the unsure trade-off instead."""
     from training.evaluate import evaluate
+
+    if kwargs["table"]:
+        _eval_table(kwargs)
+        return
 
     checkpoint, data_dir, labels = _checked_inputs(kwargs)
     out_dir = kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"
@@ -158,6 +172,33 @@ def eval_command(**kwargs: object) -> None:
         )
         (Path(str(out_dir)) / "videos.json").write_text(json.dumps(metrics["videos"], indent=1))
     click.echo(json.dumps(metrics, indent=1))
+
+
+def _eval_table(kwargs: dict[str, object]) -> None:
+    from training.generalisation import evaluate_checkpoint, export_model, write_report
+
+    checkpoint, table = Path(str(kwargs["checkpoint"])), Path(str(kwargs["table"]))
+    for path, what in ((checkpoint, "checkpoint"), (table, "staged table")):
+        if not path.is_file():
+            _fail(f"{what} not found: {path}")
+    report, fitted = evaluate_checkpoint(checkpoint, table,
+                                         held_out=tuple(kwargs["held_out"]),  # type: ignore[arg-type]
+                                         threads=int(kwargs["threads"]))  # type: ignore[arg-type]
+    report["command"] = _invocation()
+    out_dir = Path(str(kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"))
+    write_report(report, out_dir, checkpoint.stem)
+    click.echo((out_dir / "generalisation.md").read_text())
+    if kwargs["export_path"]:
+        staging = table.parent / "staging.json"
+        loso = Path(str(kwargs["loso_json"])) if kwargs["loso_json"] else None
+        side = export_model(
+            checkpoint, fitted, report, Path(str(kwargs["export_path"])), str(kwargs["version"]),
+            {"train": str(kwargs["train_cmd"] or ""), "evaluate_and_export": _invocation()},
+            json.loads(staging.read_text()) if staging.is_file() else None,
+            json.loads(loso.read_text()) if loso and loso.is_file() else None,
+        )
+        click.echo(f"wrote {kwargs['export_path']} (sha256 {side['sha256'][:12]}...); "
+                   "write its ONNX file with rrr export")
 
 
 @click.command("loso")

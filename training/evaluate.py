@@ -89,7 +89,7 @@ def evaluate(
 
     Writes ``metrics.json``, ``roc.png`` and ``confusion.png`` to ``out_dir``. With
     ``export_path``, also writes the checkpoint there with the chosen threshold and these metrics
-    in its config/metadata, plus ``metadata.json`` beside it. ``engine="onnx"`` scores with the
+    in its config/metadata, plus ``<name>.json`` beside it. ``engine="onnx"`` scores with the
     ONNX file beside the checkpoint (``rrr export``) instead of the checkpoint itself.
     """
     torch.set_num_threads(threads)
@@ -183,7 +183,7 @@ def _run_info(checkpoint: Path, depth: int = 0) -> dict:
 
 def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: str,
             train_command: str | None, salt: str, checkpoint: Path) -> None:
-    """Write the shipped checkpoint (+ metadata.json) with the validation-chosen threshold."""
+    """Write the shipped checkpoint (+ <name>.json) with the validation-chosen threshold."""
     training = {k: v for k, v in ckpt_meta.items() if k != "history"}
     training["hardware"] = f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU" if not (
         torch.cuda.is_available()) else torch.cuda.get_device_name(0)
@@ -227,4 +227,4 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
     save_checkpoint(model, shipped, path, metadata)
     side = dict(metadata, file=path.name, sha256=file_sha256(path),
                 size_bytes=path.stat().st_size, config=shipped.to_dict())
-    (path.parent / "metadata.json").write_text(json.dumps(side, indent=1))
+    path.with_suffix(".json").write_text(json.dumps(side, indent=1))

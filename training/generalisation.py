@@ -215,3 +215,51 @@ def _reliability_plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def export_model(
+    checkpoint: str | Path,
+    fitted: ModelConfig,
+    report: dict,
+    path: Path,
+    version: str,
+    commands: dict[str, str],
+    staging: dict | None = None,
+    loso: dict | None = None,
+) -> dict:
+    """Write the shipped checkpoint with its fitted decision rule (temperature, threshold,
+    unsure margin) and ``<name>.json`` beside it: the per-source figures, the leave-one-source-out
+    table, the data and its licences. Returns that metadata."""
+    from detection.model import file_sha256
+    from detection.network import save_checkpoint
+
+    model, _, ckpt_meta = load_checkpoint(checkpoint)
+    sources = sorted(report["sources"])
+    shipped = dataclasses.replace(fitted, version=version, extra={
+        "trained_on": sources, "decision_fitted_on": report["fitted_on"],
+    })
+    licences = {name: entry["licence"] for name, entry in (staging or {}).get("sources",
+                                                                                {}).items()}
+    metadata = {
+        "architecture": "torchvision efficientnet_b0, classifier Sequential(Dropout, "
+                        f"Linear(1280, {len(shipped.labels)}))",
+        "labels": list(shipped.labels),
+        "input_size": shipped.input_size,
+        "decision": {"temperature": shipped.temperature, "threshold": shipped.threshold,
+                     "unsure_margin": shipped.unsure_margin, "fitted_on": report["fitted_on"]},
+        "per_source": report["sources"],
+        "leave_one_source_out": {s: f["sources"][s] for s, f in (loso or {}).get("folds",
+                                                                                  {}).items()
+                                 if "sources" in f},
+        "training_data": {"rows": (staging or {}).get("counts"), "licences": licences,
+                          "equalise": (staging or {}).get("equalise")},
+        "training": {k: v for k, v in ckpt_meta.items() if k != "history"},
+        "reproduce": commands,
+        "licence_note": "weights derived from DFDC, LFW, FFHQ, StyleGAN2 and SDFD data: "
+                        "non-commercial research use only",
+    }
+    save_checkpoint(model, shipped, path, metadata)
+    side = dict(metadata, file=path.name, sha256=file_sha256(path),
+                size_bytes=path.stat().st_size, config=shipped.to_dict())
+    path.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
+    return side

@@ -36,11 +36,16 @@ KINDS = ("real", "face_swap", "synthetic")
 
 @dataclass(frozen=True)
 class Equalise:
-    """The random re-encoding applied alike to both classes of a source."""
+    """The random re-encoding applied alike to every image of both classes of a source.
 
-    min_side: int = 160  # the longer side is drawn from [min_side, max_side] (never enlarged)
-    max_side: int = 1024
-    min_quality: int = 65
+    Every image is shrunk (never enlarged) by a random factor, its longer side capped, then
+    saved as JPEG at a random quality: after that, size and compression say nothing about the
+    class, since both classes draw them from one distribution and the last encoding dominates.
+    """
+
+    min_scale: float = 0.5  # the longer side is multiplied by a factor in [min_scale, 1]
+    max_side: int = 768  # ... and then capped at this many pixels
+    min_quality: int = 60
     max_quality: int = 95
 
     def apply(self, data: bytes, seed: int) -> bytes:
@@ -48,7 +53,7 @@ class Equalise:
         with Image.open(io.BytesIO(data)) as image:
             rgb = image.convert("RGB")
         side = max(rgb.size)
-        target = int(rng.integers(self.min_side, self.max_side + 1))
+        target = min(self.max_side, side * rng.uniform(self.min_scale, 1.0))
         if target < side:
             scale = target / side
             rgb = rgb.resize(
@@ -191,11 +196,13 @@ def stage(
     salt: str = SPLIT_SALT,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    equalise: bool | None = None,
 ) -> dict:
     """Stage the named sources (``{source name: its folder}``) into ``out_dir``.
 
     Writes ``labels.csv`` and ``staging.json`` (counts, skips, settings, licences) and returns
-    the latter. Idempotent: crops are re-made from the sources each time.
+    the latter. Idempotent: crops are re-made from the sources each time. ``equalise``
+    overrides each source's own choice (False: the control without re-encoding).
     """
     settings = settings or Equalise()
     unknown = set(roots) - set(SOURCES)
@@ -210,7 +217,8 @@ def stage(
             found = found[:: max(1, len(found) // limit)][:limit]
         if not found:
             raise ValueError(f"no images found for source {name!r} under {root}")
-        files.extend((f, SOURCES[name].equalise) for f in found)
+        files.extend((f, SOURCES[name].equalise if equalise is None else equalise)
+                     for f in found)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(f, eq, settings, padding, out_dir) for f, eq in files]
     rows, skipped = [], Counter()
@@ -242,7 +250,7 @@ def stage(
         "rows": len(rows),
         "counts": {s: {sp: dict(c) for sp, c in d.items()} for s, d in counts.items()},
         "skipped": dict(skipped),
-        "equalise": settings.__dict__,
+        "equalise": settings.__dict__ if equalise is not False else None,
         "face_padding": padding,
         "split_salt": salt,
         "sources": {n: {"folder": os.fspath(r), "description": SOURCES[n].description,

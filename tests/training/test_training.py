@@ -115,5 +115,5 @@ def test_train_resume_and_evaluate(tmp_path: Path) -> None:
     assert config.input_size == 64 and config.version == "test"
     assert config.threshold == pytest.approx(metrics["threshold"])
     assert meta["metrics"]["test"]["roc_auc"] == round(metrics["test"]["roc_auc"], 4)
-    side = json.loads((shipped.parent / "metadata.json").read_text())
+    side = json.loads(shipped.with_suffix(".json").read_text())
     assert len(side["sha256"]) == 64
