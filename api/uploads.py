@@ -131,8 +131,10 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
             raise first_error
         assert kind is not None
         if expect in ("image", "video") and kind.value != expect:
-            raise BadRequest(f"this endpoint takes a {expect}, but the file is a {kind.value}",
-                             code=f"not_an_{expect}" if expect == "image" else "not_a_video")
+            raise BadRequest(
+                f"this endpoint takes a {expect}, but the file is a {kind.value}",
+                code=f"not_an_{expect}" if expect == "image" else "not_a_video",
+            )
         params["request_sha256"] = digest.hexdigest()
 
         with session_scope() as session:

@@ -41,8 +41,9 @@ def plan_segments(
     if job is None or not job_runs_under(session, job_id, attempt):
         return None
     total = ranges[-1][1] if ranges else 0
-    if not write_if_owned(session, job_id, attempt, progress_total=total,
-                  params={**job.params, "_probe": probe}):
+    if not write_if_owned(
+        session, job_id, attempt, progress_total=total, params={**job.params, "_probe": probe}
+    ):
         return None
     query = select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)
     existing = {s.index: s for s in session.scalars(query)}
@@ -53,9 +54,18 @@ def plan_segments(
     if not existing:
         session.execute(
             Segment.__table__.insert(),
-            [{"job_id": job_id, "index": i, "first_sample": a, "end_sample": b,
-              "status": SegmentStatus.QUEUED.value, "attempts": 0, "updated_at": utcnow()}
-             for i, (a, b) in enumerate(ranges)],
+            [
+                {
+                    "job_id": job_id,
+                    "index": i,
+                    "first_sample": a,
+                    "end_sample": b,
+                    "status": SegmentStatus.QUEUED.value,
+                    "attempts": 0,
+                    "updated_at": utcnow(),
+                }
+                for i, (a, b) in enumerate(ranges)
+            ],
         )
         return list(range(len(ranges)))
     todo = [i for i, s in existing.items() if s.status != SegmentStatus.DONE.value]
@@ -142,14 +152,20 @@ def all_frames(session: Session, job_id: str) -> list[dict[str, Any]]:
         select(FrameResult).where(FrameResult.job_id == job_id).order_by(FrameResult.index)
     )
     return [
-        {"index": r.index, "frame_number": r.frame_number, "timestamp_s": r.timestamp_s,
-         "probability_fake": r.probability_fake, "faces": r.faces}
+        {
+            "index": r.index,
+            "frame_number": r.frame_number,
+            "timestamp_s": r.timestamp_s,
+            "probability_fake": r.probability_fake,
+            "faces": r.faces,
+        }
         for r in rows
     ]
 
 
-def sweep_segments(session: Session, *, stale_after_s: float, requeue_after_s: float
-                   ) -> list[tuple[str, int, int]]:
+def sweep_segments(
+    session: Session, *, stale_after_s: float, requeue_after_s: float
+) -> list[tuple[str, int, int]]:
     """Segments of running jobs whose worker died (running, no heartbeat) or whose message was
     lost (queued too long): (job id, index, attempt) to publish again. Poison segments (that
     used up MAX_ATTEMPTS) fail their job."""
@@ -188,7 +204,9 @@ def sweep_segments(session: Session, *, stale_after_s: float, requeue_after_s: f
     for job_id, index, segment_attempts, job_attempt in rows:
         if segment_attempts >= MAX_ATTEMPTS:
             mark_failed(
-                session, job_id, "too_many_attempts",
+                session,
+                job_id,
+                "too_many_attempts",
                 f"part {index} of the video stopped its worker on each of {segment_attempts} "
                 "attempts; the job will not be retried",
             )

@@ -117,17 +117,38 @@ def _stylegan2_files(root: Path) -> Iterator[SourceFile]:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("dfdc", "DFDC face crops (../shared/data/dfdc_faces): real video frames and face "
-               "swaps of several methods", "DFDC Terms of Use: non-commercial research only",
-               False, _dfdc_files),
-        Source("lfw_swap", "LFW photos and classic 3D-model face swaps of them "
-               "(Rees451/faces-fake-vs-real, data/raw/LFW_faceswap only)",
-               "LFW: research use", True, _lfw_files),
-        Source("sd21", "Stable Diffusion 2.1 faces, fake only (gebaltso/SDFD, allImages/)",
-               "SDFD: research use, cite the SDFD paper", True, _sdfd_files),
-        Source("stylegan2", "FFHQ real faces and StyleGAN2 faces from thispersondoesnotexist "
-               "(dinablachman/realorfake, data/)", "FFHQ: CC BY-NC-SA 4.0; StyleGAN2 outputs: "
-               "NVIDIA Source Code License-NC (non-commercial)", True, _stylegan2_files),
+        Source(
+            "dfdc",
+            "DFDC face crops (../shared/data/dfdc_faces): real video frames and face "
+            "swaps of several methods",
+            "DFDC Terms of Use: non-commercial research only",
+            False,
+            _dfdc_files,
+        ),
+        Source(
+            "lfw_swap",
+            "LFW photos and classic 3D-model face swaps of them "
+            "(Rees451/faces-fake-vs-real, data/raw/LFW_faceswap only)",
+            "LFW: research use",
+            True,
+            _lfw_files,
+        ),
+        Source(
+            "sd21",
+            "Stable Diffusion 2.1 faces, fake only (gebaltso/SDFD, allImages/)",
+            "SDFD: research use, cite the SDFD paper",
+            True,
+            _sdfd_files,
+        ),
+        Source(
+            "stylegan2",
+            "FFHQ real faces and StyleGAN2 faces from thispersondoesnotexist "
+            "(dinablachman/realorfake, data/)",
+            "FFHQ: CC BY-NC-SA 4.0; StyleGAN2 outputs: "
+            "NVIDIA Source Code License-NC (non-commercial)",
+            True,
+            _stylegan2_files,
+        ),
     )
 }
 
@@ -217,8 +238,7 @@ def stage(
             found = found[:: max(1, len(found) // limit)][:limit]
         if not found:
             raise ValueError(f"no images found for source {name!r} under {root}")
-        files.extend((f, SOURCES[name].equalise if equalise is None else equalise)
-                     for f in found)
+        files.extend((f, SOURCES[name].equalise if equalise is None else equalise) for f in found)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(f, eq, settings, padding, out_dir) for f, eq in files]
     rows, skipped = [], Counter()
@@ -231,15 +251,25 @@ def stage(
             if reason:
                 skipped[f"{source_file.source}/{source_file.label}: {reason}"] += 1
                 continue
-            rows.append({
-                "file": name, "label": source_file.label, "kind": source_file.kind,
-                "source": source_file.source, "group": source_file.group,
-                "split": split_of(f"{source_file.source}:{source_file.group}"
-                                  if source_file.source != "dfdc" else source_file.group, salt),
-            })
+            rows.append(
+                {
+                    "file": name,
+                    "label": source_file.label,
+                    "kind": source_file.kind,
+                    "source": source_file.source,
+                    "group": source_file.group,
+                    "split": split_of(
+                        f"{source_file.source}:{source_file.group}"
+                        if source_file.source != "dfdc"
+                        else source_file.group,
+                        salt,
+                    ),
+                }
+            )
     with open(out_dir / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "label", "kind", "source", "group",
-                                                "split"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["file", "label", "kind", "source", "group", "split"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     counts: dict = {}
@@ -253,9 +283,15 @@ def stage(
         "equalise": settings.__dict__ if equalise is not False else None,
         "face_padding": padding,
         "split_salt": salt,
-        "sources": {n: {"folder": os.fspath(r), "description": SOURCES[n].description,
-                        "licence": SOURCES[n].licence, "equalised": SOURCES[n].equalise}
-                    for n, r in roots.items()},
+        "sources": {
+            n: {
+                "folder": os.fspath(r),
+                "description": SOURCES[n].description,
+                "licence": SOURCES[n].licence,
+                "equalised": SOURCES[n].equalise,
+            }
+            for n, r in roots.items()
+        },
     }
     (out_dir / "staging.json").write_text(json.dumps(report, indent=1))
     return report

@@ -92,8 +92,12 @@ def recorded_outcome(job_id: str, attempt: int) -> Iterator[None]:
         raise
     except Exception:
         log.exception("job %s: internal error", job_id)
-        _fail(job_id, attempt, "internal_error",
-              "the worker hit an unexpected error analysing this upload; it has been logged")
+        _fail(
+            job_id,
+            attempt,
+            "internal_error",
+            "the worker hit an unexpected error analysing this upload; it has been logged",
+        )
 
 
 def _fail(job_id: str, attempt: int, code: str, message: str) -> None:

@@ -62,8 +62,9 @@ def browser_available() -> None:
 def start_service(tmp: Path, **env: str) -> tuple[Processes, Client]:
     """`rrr up` (API + one worker) on a free port with its own var/ directory."""
     # A small upload limit lets the too-large test stay small (the shared videos are under 5 MB).
-    procs = Processes({"RRR_VAR_DIR": str(tmp / "var"),
-                       "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp)
+    procs = Processes(
+        {"RRR_VAR_DIR": str(tmp / "var"), "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp
+    )
     port = free_port()
     procs.start("up", "--port", str(port))
     api = Client(f"http://127.0.0.1:{port}")

@@ -12,8 +12,7 @@ from tests.support.service import Client, Processes, free_port
 pytestmark = pytest.mark.integration
 
 
-def test_unsure_band_through_the_api_and_the_shims(processes: Processes, face_crops,
-                                                    video_paths):
+def test_unsure_band_through_the_api_and_the_shims(processes: Processes, face_crops, video_paths):
     # a band as wide as the whole scale: every face is too close to call
     processes.env.update(RRR_UNSURE_MARGIN="1.0")
     port = free_port()

@@ -19,13 +19,14 @@ from training.sources import Equalise, stage
 from training.train import TrainConfig, train
 
 DFDC = Path("../shared/data/dfdc_faces")
-pytestmark = pytest.mark.skipif(not (DFDC / "labels.csv").is_file(),
-                                reason="needs ../shared/data/dfdc_faces")
+pytestmark = pytest.mark.skipif(
+    not (DFDC / "labels.csv").is_file(), reason="needs ../shared/data/dfdc_faces"
+)
 
 
 def _crops(n: int) -> list[Path]:
     with open(DFDC / "labels.csv", newline="") as fh:
-        return [DFDC / row["file"] for row in csv.DictReader(fh)][:: 997][:n]
+        return [DFDC / row["file"] for row in csv.DictReader(fh)][::997][:n]
 
 
 def _save(path: Path, source: Path, side: int, quality: int) -> None:
@@ -51,8 +52,12 @@ def mirrors(tmp_path_factory) -> dict[str, Path]:
         _save(gan / ("real" if i % 2 else "fake") / f"{i}.jpg", crop, 1024, 95 if i % 2 else 80)
     (gan / "fake" / "blank.jpg").write_bytes(_jpeg(np.full((300, 300, 3), 127, np.uint8)))
     (gan / "real" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return {"lfw_swap": root / "lfw", "sd21": root / "sdfd", "stylegan2": root / "gan",
-            "dfdc": DFDC}
+    return {
+        "lfw_swap": root / "lfw",
+        "sd21": root / "sdfd",
+        "stylegan2": root / "gan",
+        "dfdc": DFDC,
+    }
 
 
 def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
@@ -118,13 +123,25 @@ def test_reencoding_control_touches_every_class_alike() -> None:
 
 def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
     run = tmp_path / "without-sd21"
-    train(TrainConfig(data_dir=str(staged), run_dir=str(run), steps=2, batch_size=4,
-                      leave_out=["sd21"], init="lite0", threads=1, warmup_steps=1,
-                      val_every=2, freeze_blocks=2))
+    train(
+        TrainConfig(
+            data_dir=str(staged),
+            run_dir=str(run),
+            steps=2,
+            batch_size=4,
+            leave_out=["sd21"],
+            init="lite0",
+            threads=1,
+            warmup_steps=1,
+            val_every=2,
+            freeze_blocks=2,
+        )
+    )
     split = json.loads((run / "splits.json").read_text())
     assert not any(g.startswith("sdfd/") for part in split["groups"].values() for g in part)
-    report, fitted = evaluate_checkpoint(run / "best.pt", staged / "labels.csv",
-                                         held_out=("sd21",), threads=1)
+    report, fitted = evaluate_checkpoint(
+        run / "best.pt", staged / "labels.csv", held_out=("sd21",), threads=1
+    )
     assert fitted.labels == SIGNAL_LABELS and fitted.temperature > 0
     assert 0.0 <= fitted.unsure_margin <= 1.0
     left = report["sources"]["sd21"]
