@@ -70,8 +70,8 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
             return  # done already, taken by a live worker, or the job is over
         job = session.get(Job, job_id)
         first, end = segment.first_sample, segment.end_sample
-        params, upload = dict(job.params), dict(job.inputs[0])
-    info = VideoInfo(**params["_probe"])
+        params, upload, probe = dict(job.params), dict(job.inputs[0]), dict(job.probe)
+    info = VideoInfo(**probe)
     sample_fps, max_frames = _sampling(params)
     analyzer = get_analyzer(params.get("threshold"))
     started = time.perf_counter()
