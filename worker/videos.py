@@ -44,22 +44,30 @@ def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[
     return [(first, min(first + per, total)) for first in range(0, total, per)]
 
 
-def plan(job_id: str, attempt: int, upload: dict[str, Any], params: dict[str, Any]) -> None:
+def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]) -> None:
     """Probe the video, record its segments and publish one task for each still to do."""
     sample_fps, max_frames = _sampling(params)
-    with get_storage().local_path(upload["key"]) as path:
+    with get_storage().local_path(inputs[0]["key"]) as path:
         info = probe_video(path)
     ranges = segment_ranges(info, sample_fps, max_frames)
-    probe = {"fps": info.fps, "frame_count": info.frame_count, "width": info.width,
-             "height": info.height}
+    probe = {
+        "fps": info.fps,
+        "frame_count": info.frame_count,
+        "width": info.width,
+        "height": info.height,
+    }
     with session_scope() as session:
         todo = segments.plan_segments(session, job_id, attempt, ranges, probe)
     if todo is None:
         raise Canceled()
     for index in todo:
         publish_segment(job_id, index, attempt)
-    log.info("job %s: %d segment(s) of %d sampled frames published", job_id, len(todo),
-             ranges[-1][1] if ranges else 0)
+    log.info(
+        "job %s: %d segment(s) of %d sampled frames published",
+        job_id,
+        len(todo),
+        ranges[-1][1] if ranges else 0,
+    )
 
 
 def run_segment(job_id: str, index: int, attempt: int) -> None:
@@ -81,22 +89,25 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
             return segments.add_segment_frames(session, job_id, index, attempt, rows)
 
     with get_storage().local_path(upload["key"]) as path:
-        analyzer.analyze_segment(path, info, sample_fps, max_frames, first, end, store,
-                                 _mode(params))
+        analyzer.analyze_segment(
+            path, info, sample_fps, max_frames, first, end, store, _mode(params)
+        )
     seconds = time.perf_counter() - started
     with session_scope() as session:
         last = segments.finish_segment(session, job_id, index, attempt, seconds)
         if last is None:
             raise Canceled()
         metrics.observe(session, {"video_segment": seconds})
-    log.info("job %s: segment %d (samples %d-%d) done in %.1f s", job_id, index, first, end - 1,
-             seconds)
+    log.info(
+        "job %s: segment %d (samples %d-%d) done in %.1f s", job_id, index, first, end - 1, seconds
+    )
     if last:
         _aggregate(job_id, attempt, info, sample_fps, params)
 
 
-def _aggregate(job_id: str, attempt: int, info: VideoInfo, sample_fps: float,
-               params: dict[str, Any]) -> None:
+def _aggregate(
+    job_id: str, attempt: int, info: VideoInfo, sample_fps: float, params: dict[str, Any]
+) -> None:
     analyzer = get_analyzer(params.get("threshold"))
     with session_scope() as session:
         frames = segments.all_frames(session, job_id)
