@@ -32,8 +32,9 @@ class _Collector:
 
     def collect(self):
         with session_scope() as session:
-            rows = session.execute(select(Job.status, Job.kind, func.count()).group_by(
-                Job.status, Job.kind)).all()
+            rows = session.execute(
+                select(Job.status, Job.kind, func.count()).group_by(Job.status, Job.kind)
+            ).all()
             counters = metrics.read_all(session)
         jobs = GaugeMetricFamily(
             "rrr_jobs", "Jobs currently stored, by status and kind", labels=["status", "kind"]
@@ -44,14 +45,16 @@ class _Collector:
                 jobs.add_metric([status.value, kind.value], counts.get((status, kind), 0))
         yield jobs
 
-        depth = GaugeMetricFamily("rrr_queue_depth", "Messages waiting in the broker",
-                                  labels=["queue"])
+        depth = GaugeMetricFamily(
+            "rrr_queue_depth", "Messages waiting in the broker", labels=["queue"]
+        )
         for queue in (IMAGE_QUEUE, VIDEO_QUEUE):
             depth.add_metric([queue], _queue_depth(queue))
         yield depth
 
-        failed = CounterMetricFamily("rrr_job_failures", "Failed jobs by error code",
-                                     labels=["code"])
+        failed = CounterMetricFamily(
+            "rrr_job_failures", "Failed jobs by error code", labels=["code"]
+        )
         for code, value in sorted(metrics.failures(counters).items()):
             failed.add_metric([code], value)
         yield failed

@@ -66,8 +66,9 @@ def _seed_prediction(prediction: str | None, p: float | None, threshold: float) 
 
 def _verdict(result: dict[str, Any]) -> dict[str, Any]:
     body = {key: result.get(key) for key in VERDICT}
-    body["prediction"] = _seed_prediction(result.get("prediction"), result.get("probability_fake"),
-                                          result["threshold"])
+    body["prediction"] = _seed_prediction(
+        result.get("prediction"), result.get("probability_fake"), result["threshold"]
+    )
     body["uncertain"] = result.get("prediction") == "UNCERTAIN"
     return body
 
@@ -99,8 +100,13 @@ def predict_batch():
     results, errors = [], []
     for item in job.result["items"]:
         if "error" in item:
-            errors.append({"filename": item["filename"], "error": item["error"]["message"],
-                           "code": item["error"]["code"]})
+            errors.append(
+                {
+                    "filename": item["filename"],
+                    "error": item["error"]["message"],
+                    "code": item["error"]["code"],
+                }
+            )
         else:
             results.append({"filename": item["filename"], **_image_shape(item)})
     return jsonify(
@@ -124,7 +130,9 @@ def predict_video():
                 "prediction": (
                     None
                     if row.probability_fake is None
-                    else "FAKE" if row.probability_fake >= result["threshold"] else "REAL"
+                    else "FAKE"
+                    if row.probability_fake >= result["threshold"]
+                    else "REAL"
                 ),
                 "faces_detected": len(row.faces),
             }
@@ -134,10 +142,16 @@ def predict_video():
     body.update(
         {
             key: result.get(key)
-            for key in ("frames_analyzed", "frames_with_faces", "duration_s", "fps", "sample_fps",
-                        "threshold", "suspicious_segments")
+            for key in (
+                "frames_analyzed",
+                "frames_with_faces",
+                "duration_s",
+                "fps",
+                "sample_fps",
+                "threshold",
+                "suspicious_segments",
+            )
         }
     )
     body.update(frame_results=frame_results, job_id=job.id)
     return jsonify(body)
-

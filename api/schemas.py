@@ -12,8 +12,15 @@ from shared.config import settings
 from shared.errors import BadRequest
 from shared.models import FrameResult, Job, JobKind, Sampling, utcnow
 
-VERDICT_KEYS = ("prediction", "probability_fake", "probability_real", "confidence", "threshold",
-                "unsure_margin", "signals")
+VERDICT_KEYS = (
+    "prediction",
+    "probability_fake",
+    "probability_real",
+    "confidence",
+    "threshold",
+    "unsure_margin",
+    "signals",
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -145,4 +152,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadRequest(
             "cursor is not valid; pass the next_cursor of a previous page", code="invalid_cursor"
         ) from None
-

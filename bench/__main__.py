@@ -42,8 +42,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def video(seconds: int, height: int) -> Path:
@@ -62,8 +66,10 @@ def run_engine(quick: bool) -> dict[str, Any]:
 def run_stages(quick: bool) -> dict[str, Any]:
     from bench.stages import image_stages, video_stages
 
-    return {"image": image_stages(16 if quick else 64),
-            "video": video_stages(video(10 if quick else 60, 1080))}
+    return {
+        "image": image_stages(16 if quick else 64),
+        "video": video_stages(video(10 if quick else 60, 1080)),
+    }
 
 
 def run_service(quick: bool) -> dict[str, Any]:
@@ -99,11 +105,14 @@ def run_service(quick: bool) -> dict[str, Any]:
         exact = video_verdict(client, clip)
         fast = video_verdict(client, clip, sampling="keyframes")
         out["video"] = {
-            "video": clip.name, "decode_every_frame_s": round(decode_all_s, 2),
-            "decode_as_sampled_s": round(decode_sampler_s, 2), "exact": exact,
+            "video": clip.name,
+            "decode_every_frame_s": round(decode_all_s, 2),
+            "decode_as_sampled_s": round(decode_sampler_s, 2),
+            "exact": exact,
             "exact_over_decode_every_frame": round(exact["wall_s"] / decode_all_s, 2),
             "exact_over_decode_as_sampled": round(exact["wall_s"] / decode_sampler_s, 2),
-            "keyframes": fast, "keyframes_speedup": round(exact["wall_s"] / fast["wall_s"], 2),
+            "keyframes": fast,
+            "keyframes_speedup": round(exact["wall_s"] / fast["wall_s"], 2),
         }
         out["worker_peak_rss_mb"] = worker_peak_rss(procs)
     return out
@@ -119,9 +128,23 @@ def run_api(quick: bool) -> dict[str, Any]:
         port = free_port()
         # 2 gunicorn processes x 16 threads on 2 cores; no worker runs meanwhile, so the
         # figure is the API's own (the jobs stay queued in a throwaway database)
-        procs.start_command("gunicorn", [
-            sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "16",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "api:create_app()"])
+        procs.start_command(
+            "gunicorn",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "2",
+                "--threads",
+                "16",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "api:create_app()",
+            ],
+        )
         client = Client(f"http://127.0.0.1:{port}")
         client.wait_ready()
         run_load(client.base, 200, 32, drain=False)  # warm-up
@@ -129,13 +152,17 @@ def run_api(quick: bool) -> dict[str, Any]:
         busy0, own0 = busy_cpu_seconds(), time.process_time()
         report = run_load(client.base, jobs, 32, drain=False)
         busy, own = busy_cpu_seconds() - busy0, time.process_time() - own0
-        out = {"server": "gunicorn 2 processes x 16 threads", **report.summary(),
-               # every process on the machine (API, PostgreSQL, Redis, this load client): the
-               # CPU one submission costs bounds what 2 cores can take
-               "machine_cpu_ms_per_submission": round(busy * 1000 / jobs, 2),
-               "client_cpu_ms_per_submission": round(own * 1000 / jobs, 2),
-               "ceiling_submissions_per_s_on_these_cores": round(
-                   (os.cpu_count() or 1) * jobs / busy, 1)}
+        out = {
+            "server": "gunicorn 2 processes x 16 threads",
+            **report.summary(),
+            # every process on the machine (API, PostgreSQL, Redis, this load client): the
+            # CPU one submission costs bounds what 2 cores can take
+            "machine_cpu_ms_per_submission": round(busy * 1000 / jobs, 2),
+            "client_cpu_ms_per_submission": round(own * 1000 / jobs, 2),
+            "ceiling_submissions_per_s_on_these_cores": round(
+                (os.cpu_count() or 1) * jobs / busy, 1
+            ),
+        }
     return out
 
 
@@ -158,20 +185,22 @@ def run_scaling(quick: bool) -> dict[str, Any]:
     with services(embedded=False) as procs:
         client = start_api(procs)
         for workers in (1, 2):
-            started = [procs.start("worker", "--name", f"w{i}@%h", **one_thread)
-                       for i in range(workers)]
+            started = [
+                procs.start("worker", "--name", f"w{i}@%h", **one_thread) for i in range(workers)
+            ]
             seconds, job = timed_job(client, [long_video], poll_s=0.5)
             out[f"workers_{workers}"] = {
-                "wall_s": round(seconds, 1), "segments": job["result"]["segments"]["count"],
-                "longest_segment_s": job["result"]["segments"]["longest_s"]}
+                "wall_s": round(seconds, 1),
+                "segments": job["result"]["segments"]["count"],
+                "longest_segment_s": job["result"]["segments"]["longest_s"],
+            }
             out["frames"] = job["result"]["frames_analyzed"]
             if workers == 2:
                 out["one_hour"] = hour_video(client, quick)
             for process in started:
                 process.terminate()
                 process.wait(60)
-        out["speedup_2_over_1"] = round(
-            out["workers_1"]["wall_s"] / out["workers_2"]["wall_s"], 2)
+        out["speedup_2_over_1"] = round(out["workers_1"]["wall_s"] / out["workers_2"]["wall_s"], 2)
 
         # fairness: one worker per queue; image latency idle, then with the long video running
         procs.start("worker", "--queues", "images", "--name", "img@%h")
@@ -186,8 +215,11 @@ def run_scaling(quick: bool) -> dict[str, Any]:
         requests.delete(f"{client.base}/v1/jobs/{job['id']}", timeout=30)
         out["image_latency"] = {
             "topology": "1 worker --queues images, 1 worker --queues videos",
-            "idle": idle, "during_video": busy, "video_still_running_at_end": still_running,
-            "p95_ratio": round(busy["p95_ms"] / idle["p95_ms"], 2)}
+            "idle": idle,
+            "during_video": busy,
+            "video_still_running_at_end": still_running,
+            "p95_ratio": round(busy["p95_ms"] / idle["p95_ms"], 2),
+        }
     return out
 
 
@@ -198,15 +230,21 @@ def hour_video(client: Any, quick: bool) -> dict[str, Any]:
     from bench.videos import build_video
 
     seconds = 600 if quick else 3600
-    path = build_video(BENCH_DIR / f"clips-{seconds}s-270p-10fps.mp4", seconds, 480, 270, fps=10,
-                       gop=20)
+    path = build_video(
+        BENCH_DIR / f"clips-{seconds}s-270p-10fps.mp4", seconds, 480, 270, fps=10, gop=20
+    )
     wall, job = timed_job(client, [path], poll_s=1.0)
     result = job["result"]
-    return {"video": path.name, "duration_s": result["duration_s"],
-            "upload_mb": round(path.stat().st_size / 1e6, 1), "wall_s": round(wall, 1),
-            "frames": result["frames_analyzed"], "segments": result["segments"]["count"],
-            "longest_segment_s": result["segments"]["longest_s"],
-            "visibility_timeout_s": 6 * 3600}
+    return {
+        "video": path.name,
+        "duration_s": result["duration_s"],
+        "upload_mb": round(path.stat().st_size / 1e6, 1),
+        "wall_s": round(wall, 1),
+        "frames": result["frames_analyzed"],
+        "segments": result["segments"]["count"],
+        "longest_segment_s": result["segments"]["longest_s"],
+        "visibility_timeout_s": 6 * 3600,
+    }
 
 
 def run_capacity(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
@@ -230,11 +268,19 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("sections", nargs="*", metavar="SECTION",
-                        help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        metavar="SECTION",
+        help=f"any of {', '.join(SECTIONS)} (default: all)",
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs (a smoke run)")
-    parser.add_argument("--json", type=Path, default=BENCH_DIR / "results.json",
-                        help="where to save the figures [default: var/bench/results.json]")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=BENCH_DIR / "results.json",
+        help="where to save the figures [default: var/bench/results.json]",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:

@@ -23,8 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _rows(n: int) -> list[dict[str, Any]]:
     face = {"box": [600, 200, 240, 240], "probability_fake": 0.31, "prediction": "REAL"}
-    return [{"index": i, "frame_number": i * 30, "timestamp_s": float(i),
-             "probability_fake": 0.31, "faces": [face]} for i in range(n)]
+    return [
+        {
+            "index": i,
+            "frame_number": i * 30,
+            "timestamp_s": float(i),
+            "probability_fake": 0.31,
+            "faces": [face],
+        }
+        for i in range(n)
+    ]
 
 
 def child(n: int) -> dict[str, Any]:
@@ -68,8 +76,14 @@ def child(n: int) -> dict[str, Any]:
 def measure(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
     n = 400 if quick else 4000
     with services(embedded=False) as procs:
-        done = subprocess.run([sys.executable, "-m", "bench.capacity", str(n)], env=procs.env,
-                              cwd=REPO, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.capacity", str(n)],
+            env=procs.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-2000:])
         out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -81,10 +95,10 @@ def measure(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
             per_worker = frames / wall
             out["one_worker_frame_rows_per_s"] = round(per_worker, 2)
             out["workers_before_postgres_saturates"] = int(
-                out["postgres_frame_rows_per_s"] / per_worker)
+                out["postgres_frame_rows_per_s"] / per_worker
+            )
             messages = scaling["workers_1"]["segments"] / wall
-            out["workers_before_redis_saturates"] = int(
-                out["redis_task_messages_per_s"] / messages)
+            out["workers_before_redis_saturates"] = int(out["redis_task_messages_per_s"] / messages)
     return out
 
 

@@ -66,9 +66,7 @@ def add_border(image: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
     return image, border
 
 
-def to_original(
-    boxes: list[Box], border: int, scale: float, shape: tuple[int, ...]
-) -> list[Box]:
+def to_original(boxes: list[Box], border: int, scale: float, shape: tuple[int, ...]) -> list[Box]:
     """Boxes on the bordered, downscaled image -> clipped boxes in original pixels."""
     height, width = shape[:2]
     out = []
@@ -95,7 +93,10 @@ def haar(max_side: int = 640, border_fraction: float = 0.2) -> DetectFn:
         padded, border = add_border(grey, border_fraction)
         min_side = max(20, int(0.06 * min(grey.shape)))
         boxes, _, weights = cascade.detectMultiScale3(
-            padded, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side),
+            padded,
+            scaleFactor=1.1,
+            minNeighbors=5,
+            minSize=(min_side, min_side),
             outputRejectLevels=True,
         )
         raw = [(*map(float, b), float(s)) for b, s in zip(boxes, weights, strict=False)]
@@ -352,18 +353,24 @@ def main(argv: list[str] | None = None) -> int:
         tallies[name].ms_crop = median_ms(detect, crop_image, args.repeats)
 
     print()
-    print(f"{len(crops)} DFDC crops (seed {args.seed}); "
-          f"{next(iter(tallies.values())).frames if tallies else 0} video frames at 1 fps; "
-          f"median of {args.repeats} timed calls, 1 thread")
-    header = (f"{'detector':<26} {'crop recall':>11} {'frame recall':>12} {'extra/frame':>11} "
-              f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8}")
+    print(
+        f"{len(crops)} DFDC crops (seed {args.seed}); "
+        f"{next(iter(tallies.values())).frames if tallies else 0} video frames at 1 fps; "
+        f"median of {args.repeats} timed calls, 1 thread"
+    )
+    header = (
+        f"{'detector':<26} {'crop recall':>11} {'frame recall':>12} {'extra/frame':>11} "
+        f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8}"
+    )
     print(header)
     print("-" * len(header))
     for name, t in tallies.items():
         with_face = max(1, t.frame_hits)
-        print(f"{name:<26} {t.crop_hits / max(1, t.crops):>11.3f} "
-              f"{t.frame_hits / max(1, t.frames):>12.3f} {t.extra / with_face:>11.2f} "
-              f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f}")
+        print(
+            f"{name:<26} {t.crop_hits / max(1, t.crops):>11.3f} "
+            f"{t.frame_hits / max(1, t.frames):>12.3f} {t.extra / with_face:>11.2f} "
+            f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f}"
+        )
     if args.per_video:
         for name, t in tallies.items():
             print(name, {v: f"{a}/{b}" for v, (a, b) in t.per_video.items()})

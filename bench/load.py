@@ -63,18 +63,21 @@ class LoadReport:
             "http_status": dict(sorted(self.http_status.items())),
         }
         if self.drain_seconds:  # the jobs were also followed to the end
-            out.update({
-                "job_status": dict(sorted(self.job_status.items())),
-                "lost": self.lost,
-                "server_errors": self.server_errors,
-                "seconds_until_all_terminal": round(self.drain_seconds, 1),
-                "jobs_per_s_end_to_end": round(self.jobs / self.drain_seconds, 1),
-            })
+            out.update(
+                {
+                    "job_status": dict(sorted(self.job_status.items())),
+                    "lost": self.lost,
+                    "server_errors": self.server_errors,
+                    "seconds_until_all_terminal": round(self.drain_seconds, 1),
+                    "jobs_per_s_end_to_end": round(self.jobs / self.drain_seconds, 1),
+                }
+            )
         return out
 
 
-def run_load(base: str, jobs: int, concurrency: int, deadline_s: float = 900,
-             drain: bool = True) -> LoadReport:
+def run_load(
+    base: str, jobs: int, concurrency: int, deadline_s: float = 900, drain: bool = True
+) -> LoadReport:
     """Submit ``jobs`` uploads; with ``drain``, also wait until every accepted job is terminal."""
     report = LoadReport(jobs=jobs, concurrency=concurrency)
     payloads = [small_png(i) for i in range(16)]

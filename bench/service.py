@@ -67,8 +67,9 @@ def services(embedded: bool) -> Iterator[Processes]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     broker = redis.Redis.from_url(REDIS_URL)
     broker.flushdb()
-    env.update(RRR_DATABASE_URL=PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-               RRR_BROKER_URL=REDIS_URL)
+    env.update(
+        RRR_DATABASE_URL=PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", RRR_BROKER_URL=REDIS_URL
+    )
     procs = Processes(env, folder)
     try:
         upgrade = procs.run("db", "upgrade")
@@ -101,8 +102,9 @@ def wait_idle(client: Client, timeout: float = 120) -> None:
     raise RuntimeError("the service did not become idle")
 
 
-def timed_job(client: Client, paths: list[Path], poll_s: float = 0.005, **form: str
-              ) -> tuple[float, dict]:
+def timed_job(
+    client: Client, paths: list[Path], poll_s: float = 0.005, **form: str
+) -> tuple[float, dict]:
     """(seconds from the start of the upload until the client sees the job succeeded, job)."""
     t0 = time.perf_counter()
     response = client.submit(paths, **form)
@@ -124,8 +126,11 @@ def image_latency(client: Client, n: int = 40, seed: int = 3) -> dict[str, Any]:
     for path in paths[:2]:  # warm-up: the worker loads the model on its first job
         timed_job(client, [path])
     seconds = [timed_job(client, [p])[0] for p in paths[2:]]
-    return {"n": n, "p50_ms": round(percentile(seconds, 0.5) * 1000, 1),
-            "p95_ms": round(percentile(seconds, 0.95) * 1000, 1)}
+    return {
+        "n": n,
+        "p50_ms": round(percentile(seconds, 0.5) * 1000, 1),
+        "p95_ms": round(percentile(seconds, 0.95) * 1000, 1),
+    }
 
 
 def batch_faces_per_s(client: Client, n: int = 64) -> dict[str, Any]:
@@ -133,8 +138,12 @@ def batch_faces_per_s(client: Client, n: int = 64) -> dict[str, Any]:
     _, job = timed_job(client, dfdc_crops(n, seed=4), poll_s=0.05, field="files")
     run = _job_seconds(job)
     faces = sum(len(item.get("faces", [])) for item in job["result"]["items"])
-    return {"images": n, "faces": faces, "run_s": round(run, 2),
-            "faces_per_s": round(faces / run, 1)}
+    return {
+        "images": n,
+        "faces": faces,
+        "run_s": round(run, 2),
+        "faces_per_s": round(faces / run, 1),
+    }
 
 
 def _job_seconds(job: dict) -> float:
@@ -148,9 +157,12 @@ def _job_seconds(job: dict) -> float:
 def video_verdict(client: Client, video: Path, **form: str) -> dict[str, Any]:
     seconds, job = timed_job(client, [video], poll_s=0.1, **form)
     result = job["result"]
-    return {"wall_s": round(seconds, 2), "prediction": result["prediction"],
-            "frames": result["frames_analyzed"],
-            "longest_segment_s": result.get("segments", {}).get("longest_s")}
+    return {
+        "wall_s": round(seconds, 2),
+        "prediction": result["prediction"],
+        "frames": result["frames_analyzed"],
+        "longest_segment_s": result.get("segments", {}).get("longest_s"),
+    }
 
 
 def worker_peak_rss(procs: Processes) -> float:

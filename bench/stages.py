@@ -83,18 +83,21 @@ def video_stages(video: Path, sample_fps: float = 1.0) -> dict[str, Any]:
     info = probe_video(video)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    analyzer.analyze_segment(video, info, sample_fps, 10**6, 0, None,
-                             lambda batch: rows.extend(batch) or True)
+    analyzer.analyze_segment(
+        video, info, sample_fps, 10**6, 0, None, lambda batch: rows.extend(batch) or True
+    )
     wall = time.perf_counter() - t0
     seconds = info.duration_s
     out = {f"{k}_s_per_video_s": round(v / seconds, 4) for k, v in analyzer.stage_seconds.items()}
-    out.update({
-        "video": f"{info.width}x{info.height} {seconds:.0f} s",
-        "wall_s": round(wall, 2),
-        "frames": len(rows),
-        "faces": sum(len(r["faces"]) for r in rows),
-        "db_write_s_per_video_s": round(_db_write_s_for_rows(rows) / seconds, 5),
-    })
+    out.update(
+        {
+            "video": f"{info.width}x{info.height} {seconds:.0f} s",
+            "wall_s": round(wall, 2),
+            "frames": len(rows),
+            "faces": sum(len(r["faces"]) for r in rows),
+            "db_write_s_per_video_s": round(_db_write_s_for_rows(rows) / seconds, 5),
+        }
+    )
     return out
 
 

@@ -75,8 +75,13 @@ def build_video(
     with av.open(str(partial), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": preset, "g": str(gop), "keyint_min": str(gop),
-                          "sc_threshold": "0", "crf": "23"}
+        stream.options = {
+            "preset": preset,
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "crf": "23",
+        }
         stream.codec_context.time_base = Fraction(1, fps)
         written = 0
         while written < total:
@@ -128,9 +133,15 @@ def cv2_sequential(path: Path, sample_fps: float = 1.0) -> int:
     return produced
 
 
-def pyav_sequential(path: Path, sample_fps: float = 1.0, thread_type: str = "AUTO",
-                    thread_count: int = 0, skip_loop_filter: bool = False,
-                    skip_nonref: bool = False, keyframes_only: bool = False) -> int:
+def pyav_sequential(
+    path: Path,
+    sample_fps: float = 1.0,
+    thread_type: str = "AUTO",
+    thread_count: int = 0,
+    skip_loop_filter: bool = False,
+    skip_nonref: bool = False,
+    keyframes_only: bool = False,
+) -> int:
     """PyAV: decode every frame (or only keyframes), convert only sampled frames to RGB."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -153,8 +164,9 @@ def pyav_sequential(path: Path, sample_fps: float = 1.0, thread_type: str = "AUT
     return produced
 
 
-def pyav_seek_each(path: Path, sample_fps: float = 1.0, keyframe_only: bool = True,
-                   thread_type: str = "AUTO") -> int:
+def pyav_seek_each(
+    path: Path, sample_fps: float = 1.0, keyframe_only: bool = True, thread_type: str = "AUTO"
+) -> int:
     """PyAV: for every sample time, seek to the keyframe at or before it; then either take that
     keyframe (``keyframe_only``: the nearest-keyframe fast mode) or decode forward to the exact
     frame (repeated seeking)."""
@@ -163,8 +175,9 @@ def pyav_seek_each(path: Path, sample_fps: float = 1.0, keyframe_only: bool = Tr
         stream.thread_type = thread_type
         tb = float(stream.time_base)
         start = stream.start_time or 0
-        duration = float((stream.duration or 0) * stream.time_base) or float(
-            container.duration or 0) / 1e6
+        duration = (
+            float((stream.duration or 0) * stream.time_base) or float(container.duration or 0) / 1e6
+        )
         produced = 0
         last_key = None
         k = 0
@@ -199,9 +212,7 @@ def service_verdict(path: Path, sample_fps: float = 1.0, sampling: str = "exact"
     configured engine and weights."""
     from detection.analyzer import get_analyzer
 
-    result, _ = get_analyzer().analyze_video(
-        path, sample_fps, 1 << 30, lambda d, t: True, sampling
-    )
+    result, _ = get_analyzer().analyze_video(path, sample_fps, 1 << 30, lambda d, t: True, sampling)
     return int(result["frames_analyzed"])
 
 
@@ -255,8 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gop", type=int, default=60, help="frames between keyframes")
     parser.add_argument("--out", type=Path, default=BENCH_DIR)
     parser.add_argument("--only", default="", help="run options whose name contains this")
-    parser.add_argument("--verdict", action="store_true",
-                        help="time whole verdicts (faces + model) against decoding alone instead")
+    parser.add_argument(
+        "--verdict",
+        action="store_true",
+        help="time whole verdicts (faces + model) against decoding alone instead",
+    )
     parser.add_argument("--heights", default="1080,720", help="built videos, 16:9")
     args = parser.parse_args(argv)
     sizes = [(int(h) * 16 // 9, int(h)) for h in args.heights.split(",")]
@@ -267,16 +281,24 @@ def main(argv: list[str] | None = None) -> None:
         build_video(path, args.seconds, width, height, gop=args.gop)
         print(f"# {path} ready in {time.perf_counter() - t0:.1f} s", flush=True)
         videos.append((f"{height}p", path))
-    print(f"# {args.seconds:g} s H.264 30 fps, keyframe every {args.gop} frames, 1 sampled fps; "
-          f"median of {args.repeat}; {len(os.sched_getaffinity(0))} CPUs visible")
-    header = "| option | " + " | ".join(
-        f"{name} s | {name} CPU s | {name} frames" for name, _ in videos) + " |"
+    print(
+        f"# {args.seconds:g} s H.264 30 fps, keyframe every {args.gop} frames, 1 sampled fps; "
+        f"median of {args.repeat}; {len(os.sched_getaffinity(0))} CPUs visible"
+    )
+    header = (
+        "| option | "
+        + " | ".join(f"{name} s | {name} CPU s | {name} frames" for name, _ in videos)
+        + " |"
+    )
     print(header)
     print("|" + "---|" * (1 + 3 * len(videos)))
     if args.verdict:
         service_verdict(videos[-1][1], sampling="keyframes")  # load the model first
-    rows = [row for row in (VERDICTS if args.verdict else OPTIONS)
-            if not args.only or args.only in row[0]]
+    rows = [
+        row
+        for row in (VERDICTS if args.verdict else OPTIONS)
+        if not args.only or args.only in row[0]
+    ]
     # round robin: every option runs once per round, so a burst of load from elsewhere on the
     # machine hits all of them alike; medians over the rounds
     runs: dict[tuple[int, int], list[Timing]] = {}

@@ -18,8 +18,8 @@ import numpy as np
 from detection.detector import Detector, get_detector
 from detection.explain import overlay, png_bytes
 from detection.faces import FaceDetector, crop_face, crop_region
-from detection.model import fake_probability
 from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from detection.model import fake_probability
 from detection.purify import purified_scores
 from shared.config import settings
 from shared.errors import DetectionError
@@ -82,19 +82,24 @@ class Analyzer:
         the model as one batch (a batch of images, or several sampled frames of a video)."""
         t0 = time.perf_counter()
         boxes = [[face.box for face in self.faces.detect(rgb)] for rgb in images]
-        crops = [crop_face(rgb, box, self.face_padding)
-                 for rgb, found in zip(images, boxes, strict=True) for box in found]
+        crops = [
+            crop_face(rgb, box, self.face_padding)
+            for rgb, found in zip(images, boxes, strict=True)
+            for box in found
+        ]
         t1 = time.perf_counter()
         config = self.detector.config
-        probs = purified_scores(self.detector.class_probabilities, crops, self.purify_views,
-                                self.rng, config.input_size)
+        probs = purified_scores(
+            self.detector.class_probabilities, crops, self.purify_views, self.rng, config.input_size
+        )
         scored = iter(zip(fake_probability(probs, config).tolist(), probs.tolist(), strict=True))
         self.stage_seconds["detect"] += t1 - t0
         self.stage_seconds["infer"] += time.perf_counter() - t1
         return [[self._face(box, *next(scored)) for box in found] for found in boxes]
 
-    def _face(self, box: tuple[int, int, int, int], p: float,
-              class_probs: list[float]) -> dict[str, Any]:
+    def _face(
+        self, box: tuple[int, int, int, int], p: float, class_probs: list[float]
+    ) -> dict[str, Any]:
         face: dict[str, Any] = {
             "box": [int(v) for v in box],
             "probability_fake": round(p, 6),
@@ -103,9 +108,11 @@ class Analyzer:
         labels = self.detector.config.labels
         if self.detector.config.signals:
             # each kind of fake the model tells apart, as a share of probability_fake's mass
-            face["signals"] = {label.lower(): round(q, 6)
-                               for label, q in zip(labels, class_probs, strict=True)
-                               if label != "REAL"}
+            face["signals"] = {
+                label.lower(): round(q, 6)
+                for label, q in zip(labels, class_probs, strict=True)
+                if label != "REAL"
+            }
         return face
 
     def decision(self) -> dict[str, Any]:
@@ -115,8 +122,11 @@ class Analyzer:
     def summarize_faces(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
         """The image verdict follows its most suspicious face; no face is said explicitly."""
         top = max(faces, key=lambda face: face["probability_fake"], default=None)
-        result = {**self.verdict_fields(top["probability_fake"] if top else None),
-                  **self.decision(), "faces": faces}
+        result = {
+            **self.verdict_fields(top["probability_fake"] if top else None),
+            **self.decision(),
+            "faces": faces,
+        }
         if top and "signals" in top:
             result["signals"] = top["signals"]
         return result
@@ -360,6 +370,9 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
         purify_views=settings.purify_views,
-        unsure_margin=(settings.unsure_margin if settings.unsure_margin is not None
-                       else detector.config.unsure_margin),
+        unsure_margin=(
+            settings.unsure_margin
+            if settings.unsure_margin is not None
+            else detector.config.unsure_margin
+        ),
     )

@@ -41,8 +41,12 @@ class ModelInfo:
     engine: str = "onnx"
 
     def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256,
-                "engine": self.engine}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "engine": self.engine,
+        }
 
 
 class Engine(Protocol):
@@ -83,14 +87,14 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs != ["logits", "cam"]:
-            raise ValueError(f"{path.name} has outputs {outputs}, not [logits, cam]; "
-                             "re-export it with rrr export")
+            raise ValueError(
+                f"{path.name} has outputs {outputs}, not [logits, cam]; "
+                "re-export it with rrr export"
+            )
 
     def config(self) -> ModelConfig:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -121,8 +125,9 @@ class Detector:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_checkpoint(cls, weights_path: Path, threads: int = 0, engine: str = "onnx"
-                        ) -> Detector:
+    def from_checkpoint(
+        cls, weights_path: Path, threads: int = 0, engine: str = "onnx"
+    ) -> Detector:
         """Load the checkpoint (engine "torch") or the ONNX file beside it (engine "onnx")."""
         threads = _threads(threads)
         try:
@@ -149,7 +154,8 @@ class Detector:
         except ModuleNotFoundError as exc:
             raise ModelUnavailable(
                 f"RRR_ENGINE={engine} needs {exc.name}, which is not installed "
-                "(pip install '.[torch]')", code="engine_unavailable"
+                "(pip install '.[torch]')",
+                code="engine_unavailable",
             ) from exc
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelUnavailable(

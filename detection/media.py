@@ -70,8 +70,7 @@ def decode_image(path: Path, max_pixels: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as exc:
         # the decoder's own text names our storage path: keep it out of what clients see
         raise MediaError(
-            "the image could not be decoded: the file is corrupt, truncated or not really an "
-            "image",
+            "the image could not be decoded: the file is corrupt, truncated or not really an image",
             code="image_corrupt",
         ) from exc
 

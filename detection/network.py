@@ -27,6 +27,7 @@ from detection.model import FAKE_INDEX, ONNX_CONFIG_KEY, ModelConfig
 
 CHECKPOINT_FORMAT = "rrr-checkpoint/1"
 
+
 class DeepFakeImageDetector(nn.Module):
     """EfficientNet-B0 with a 2-way head, in the prototype's attribute layout."""
 

@@ -80,8 +80,12 @@ def api(host: str | None, port: int | None, threads: int) -> None:
 
 
 @cli.command()
-@click.option("--queues", default="images,videos", show_default=True,
-              help="Queues to consume: images, videos or both.")
+@click.option(
+    "--queues",
+    default="images,videos",
+    show_default=True,
+    help="Queues to consume: images, videos or both.",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--name", default="rrr@%h", show_default=True, help="Worker node name.")
 def worker(queues: str, loglevel: str, name: str) -> None:
@@ -110,12 +114,14 @@ class _WorkerSupervisor(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.process = subprocess.Popen(worker_command(self.queues, "INFO", self.name),
-                                            env=self.env)
+            self.process = subprocess.Popen(
+                worker_command(self.queues, "INFO", self.name), env=self.env
+            )
             code = self.process.wait()
             if not self.stopping.is_set():
-                click.echo(f"rrr: worker {self.name} exited with code {code}; restarting in 2 s",
-                           err=True)
+                click.echo(
+                    f"rrr: worker {self.name} exited with code {code}; restarting in 2 s", err=True
+                )
                 self.stopping.wait(2)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -178,8 +184,11 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
 
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     field = "file" if len(files) == 1 else "files"
-    data = {k: str(v) for k, v in {"sample_fps": sample_fps, "threshold": threshold}.items()
-            if v is not None}
+    data = {
+        k: str(v)
+        for k, v in {"sample_fps": sample_fps, "threshold": threshold}.items()
+        if v is not None
+    }
     with ExitStack() as stack:
         upload = [(field, (Path(p).name, stack.enter_context(open(p, "rb")))) for p in files]
         try:
@@ -210,8 +219,14 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
 
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("heatmap.png"), show_default=True, help="PNG to write.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("heatmap.png"),
+    show_default=True,
+    help="PNG to write.",
+)
 def explain(image: Path, output: Path) -> None:
     """Show where the model looked: write IMAGE with a Grad-CAM overlay on every face.
 
@@ -234,10 +249,19 @@ def explain(image: Path, output: Path) -> None:
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Checkpoint to export [default: RRR_WEIGHTS_PATH].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="ONNX file to write [default: the checkpoint's path with .onnx].")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint to export [default: RRR_WEIGHTS_PATH].",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="ONNX file to write [default: the checkpoint's path with .onnx].",
+)
 def export(checkpoint: Path | None, output: Path | None) -> None:
     """Export the checkpoint to ONNX for the ONNX Runtime engine (the default), check that both
     engines give the same probabilities and heatmaps, and record the file's sha256 in the
@@ -260,12 +284,20 @@ def export(checkpoint: Path | None, output: Path | None) -> None:
     gap = float(np.abs(by_torch.score(crops) - by_onnx.score(crops)).max())
     map_gap = max(float(np.abs(by_torch.gradcam(c) - by_onnx.gradcam(c)).max()) for c in crops)
     if gap > 1e-4 or map_gap > 1e-3:
-        fail(f"the ONNX model disagrees with the checkpoint (max probability gap {gap:.2e}, "
-             f"max heatmap gap {map_gap:.2e})")
-    entry = {"file": output.name, "sha256": file_sha256(output),
-             "size_bytes": output.stat().st_size, "exported_from": checkpoint.name,
-             "exported_by": "rrr export", "outputs": ["logits", "cam"],
-             "max_probability_gap": gap, "max_heatmap_gap": map_gap}
+        fail(
+            f"the ONNX model disagrees with the checkpoint (max probability gap {gap:.2e}, "
+            f"max heatmap gap {map_gap:.2e})"
+        )
+    entry = {
+        "file": output.name,
+        "sha256": file_sha256(output),
+        "size_bytes": output.stat().st_size,
+        "exported_from": checkpoint.name,
+        "exported_by": "rrr export",
+        "outputs": ["logits", "cam"],
+        "max_probability_gap": gap,
+        "max_heatmap_gap": map_gap,
+    }
     metadata = output.parent / "metadata.json"
     if metadata.is_file() and output.parent == checkpoint.parent:
         # the shipped weights' provenance file records the ONNX file beside the checkpoint

@@ -72,6 +72,7 @@ def histograms(counters: dict[str, float]) -> dict[str, tuple[list[tuple[str, fl
 
 def failures(counters: dict[str, float]) -> dict[str, float]:
     return {
-        name.split("|", 1)[1]: value for name, value in counters.items()
+        name.split("|", 1)[1]: value
+        for name, value in counters.items()
         if name.startswith("failures|")
     }

@@ -52,9 +52,18 @@ def plan_segments(
     if not existing:
         session.execute(
             Segment.__table__.insert(),
-            [{"job_id": job_id, "index": i, "first_sample": a, "end_sample": b,
-              "status": SegmentStatus.QUEUED.value, "attempts": 0, "updated_at": utcnow()}
-             for i, (a, b) in enumerate(ranges)],
+            [
+                {
+                    "job_id": job_id,
+                    "index": i,
+                    "first_sample": a,
+                    "end_sample": b,
+                    "status": SegmentStatus.QUEUED.value,
+                    "attempts": 0,
+                    "updated_at": utcnow(),
+                }
+                for i, (a, b) in enumerate(ranges)
+            ],
         )
         return list(range(len(ranges)))
     todo = [i for i, s in existing.items() if s.status != SegmentStatus.DONE.value]
@@ -141,14 +150,20 @@ def all_frames(session: Session, job_id: str) -> list[dict[str, Any]]:
         select(FrameResult).where(FrameResult.job_id == job_id).order_by(FrameResult.index)
     )
     return [
-        {"index": r.index, "frame_number": r.frame_number, "timestamp_s": r.timestamp_s,
-         "probability_fake": r.probability_fake, "faces": r.faces}
+        {
+            "index": r.index,
+            "frame_number": r.frame_number,
+            "timestamp_s": r.timestamp_s,
+            "probability_fake": r.probability_fake,
+            "faces": r.faces,
+        }
         for r in rows
     ]
 
 
-def sweep_segments(session: Session, *, stale_after_s: float, requeue_after_s: float
-                   ) -> list[tuple[str, int, int]]:
+def sweep_segments(
+    session: Session, *, stale_after_s: float, requeue_after_s: float
+) -> list[tuple[str, int, int]]:
     """Segments of running jobs whose worker died (running, no heartbeat) or whose message was
     lost (queued too long): (job id, index, attempt) to publish again. Poison segments (that
     used up MAX_ATTEMPTS) fail their job."""
@@ -187,7 +202,9 @@ def sweep_segments(session: Session, *, stale_after_s: float, requeue_after_s: f
     for job_id, index, segment_attempts, job_attempt in rows:
         if segment_attempts >= MAX_ATTEMPTS:
             mark_failed(
-                session, job_id, "too_many_attempts",
+                session,
+                job_id,
+                "too_many_attempts",
                 f"part {index} of the video stopped its worker on each of {segment_attempts} "
                 "attempts; the job will not be retried",
             )

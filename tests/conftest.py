@@ -14,8 +14,13 @@ from tests.support import FACES, SHIPPED_WEIGHTS, VIDEOS
 
 _VAR = Path(tempfile.mkdtemp(prefix="rrr-test-"))
 os.environ["RRR_VAR_DIR"] = str(_VAR)
-for name in ("RRR_DATABASE_URL", "RRR_BROKER_URL", "RRR_STORAGE_DIR", "RRR_THRESHOLD",
-             "RRR_UNSURE_MARGIN"):
+for name in (
+    "RRR_DATABASE_URL",
+    "RRR_BROKER_URL",
+    "RRR_STORAGE_DIR",
+    "RRR_THRESHOLD",
+    "RRR_UNSURE_MARGIN",
+):
     os.environ.pop(name, None)
 
 

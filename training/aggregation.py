@@ -93,8 +93,7 @@ def compare_rules(videos: list[tuple[str, Frames]], threshold: float) -> dict[st
     for name, rule in RULES.items():
         scores = [(label, rule(frames)) for label, frames in videos]
         judged = [(label, p) for label, p in scores if p is not None]
-        right = [abs(p - threshold) for label, p in judged
-                 if (p >= threshold) == (label == "FAKE")]
+        right = [abs(p - threshold) for label, p in judged if (p >= threshold) == (label == "FAKE")]
         table[name] = {
             "correct": len(right),
             "of": len(judged),

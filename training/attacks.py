@@ -47,8 +47,13 @@ def to_uint8(x: torch.Tensor) -> list[np.ndarray]:
     return list(arr.permute(0, 2, 3, 1).cpu().numpy())
 
 
-def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                transform: Transform | None = None, samples: int = 1) -> torch.Tensor:
+def _input_grad(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    transform: Transform | None = None,
+    samples: int = 1,
+) -> torch.Tensor:
     """Gradient of the summed cross-entropy w.r.t. x (averaged over ``samples`` transforms)."""
     x = x.detach().requires_grad_(True)
     grad = torch.zeros_like(x)
@@ -106,13 +111,20 @@ def purify_approximation(
 
     def transform(x: torch.Tensor) -> torch.Tensor:
         side = x.shape[-1]
-        factor = scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(
-            1, generator=generator).item()
+        factor = (
+            scale_range[0]
+            + (scale_range[1] - scale_range[0]) * torch.rand(1, generator=generator).item()
+        )
         small = max(8, round(side * factor))
-        y = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(side, side),
-                          mode="bilinear", align_corners=False)
-        quality = int(torch.randint(quality_range[0], quality_range[1] + 1, (1,),
-                                    generator=generator))
+        y = F.interpolate(
+            F.interpolate(x, size=(small, small), mode="area"),
+            size=(side, side),
+            mode="bilinear",
+            align_corners=False,
+        )
+        quality = int(
+            torch.randint(quality_range[0], quality_range[1] + 1, (1,), generator=generator)
+        )
         compressed = to_tensor([jpeg(c, quality) for c in to_uint8(y)]).to(x.device)
         return y + (compressed - y).detach()
 
@@ -120,6 +132,7 @@ def purify_approximation(
 
 
 # --- universal patch ---------------------------------------------------------------------------
+
 
 def patch_side(input_size: int, area_fraction: float) -> int:
     """Side of a square patch covering ``area_fraction`` of an input_size x input_size crop."""
@@ -172,8 +185,10 @@ def train_patch(
 
 # --- poisoning ---------------------------------------------------------------------------------
 
-def flip_labels(labels: np.ndarray, fraction: float, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
+
+def flip_labels(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Flip exactly round(fraction * n) labels (0 <-> 1), chosen uniformly at random.
 
     :returns: (new labels, indices flipped)

@@ -65,8 +65,14 @@ def reliability(p_fake: np.ndarray, is_fake: np.ndarray, bins: int = RELIABILITY
             continue
         predicted, observed = float(p_fake[mask].mean()), float(is_fake[mask].mean())
         gap += n * abs(predicted - observed)
-        rows.append({"bin": [round(edges[b], 2), round(edges[b + 1], 2)], "n": n,
-                     "mean_predicted": round(predicted, 4), "observed_fake": round(observed, 4)})
+        rows.append(
+            {
+                "bin": [round(edges[b], 2), round(edges[b + 1], 2)],
+                "n": n,
+                "mean_predicted": round(predicted, 4),
+                "observed_fake": round(observed, 4),
+            }
+        )
     return {"ece": round(gap / max(1, len(p_fake)), 4), "bins": rows}
 
 
@@ -84,18 +90,25 @@ def fit_unsure_margin(p_fake: np.ndarray, threshold: float, max_share: float) ->
     return float(distances[k]) if k < len(distances) else 1.0
 
 
-def unsure_tradeoff(p_fake: np.ndarray, is_fake: np.ndarray, threshold: float,
-                    margins: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)) -> list[dict]:
+def unsure_tradeoff(
+    p_fake: np.ndarray,
+    is_fake: np.ndarray,
+    threshold: float,
+    margins: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25),
+) -> list[dict]:
     """For each margin: the unsure share and the accuracy of the confident answers."""
     out = []
     for margin in margins:
         unsure = unsure_mask(p_fake, threshold, margin)
         confident = ~unsure
         correct = (p_fake >= threshold) == is_fake
-        out.append({
-            "margin": margin,
-            "unsure_share": round(float(unsure.mean()), 4) if len(p_fake) else None,
-            "confident_accuracy": round(float(correct[confident].mean()), 4)
-            if confident.any() else None,
-        })
+        out.append(
+            {
+                "margin": margin,
+                "unsure_share": round(float(unsure.mean()), 4) if len(p_fake) else None,
+                "confident_accuracy": round(float(correct[confident].mean()), 4)
+                if confident.any()
+                else None,
+            }
+        )
     return out

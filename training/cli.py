@@ -42,12 +42,22 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
 
 
 @click.command("train")
-@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
-              help="Folder the labels CSV's file paths are relative to.")
-@click.option("--labels", "labels_csv", default=None,
-              help="Labels CSV [default: <data>/labels.csv].")
-@click.option("--run-dir", default="runs/b0", show_default=True,
-              help="Where checkpoints, logs and the split are written.")
+@click.option(
+    "--data",
+    "data_dir",
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Folder the labels CSV's file paths are relative to.",
+)
+@click.option(
+    "--labels", "labels_csv", default=None, help="Labels CSV [default: <data>/labels.csv]."
+)
+@click.option(
+    "--run-dir",
+    default="runs/b0",
+    show_default=True,
+    help="Where checkpoints, logs and the split are written.",
+)
 @click.option("--epochs", default=6.0, show_default=True, help="Length of the LR schedule.")
 @click.option("--input-size", default=128, show_default=True, help="Square crop side fed to B0.")
 @click.option("--batch-size", default=32, show_default=True)
@@ -57,22 +67,42 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
 @click.option("--label-smoothing", default=0.05, show_default=True)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue from <run-dir>/last.pt when it exists.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop cleanly after this many wall-clock minutes of this invocation "
-              "(validated and resumable).")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from <run-dir>/last.pt when it exists.",
+)
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop cleanly after this many wall-clock minutes of this invocation "
+    "(validated and resumable).",
+)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--limit", type=int, default=None, help="At most this many images per split.")
 @click.option("--val-every", type=int, default=None, help="Also validate every N steps.")
-@click.option("--init", default="lite0", show_default=True,
-              help="'lite0' (ImageNet Lite0 transplant), 'none', or a checkpoint to start from.")
-@click.option("--steps", type=int, default=None,
-              help="Run length in optimiser steps (overrides --epochs).")
-@click.option("--leave-out", multiple=True,
-              help="Source of a staged table (rrr data) to train without; repeatable.")
-@click.option("--freeze-blocks", default=0, show_default=True,
-              help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).")
+@click.option(
+    "--init",
+    default="lite0",
+    show_default=True,
+    help="'lite0' (ImageNet Lite0 transplant), 'none', or a checkpoint to start from.",
+)
+@click.option(
+    "--steps", type=int, default=None, help="Run length in optimiser steps (overrides --epochs)."
+)
+@click.option(
+    "--leave-out",
+    multiple=True,
+    help="Source of a staged table (rrr data) to train without; repeatable.",
+)
+@click.option(
+    "--freeze-blocks",
+    default=0,
+    show_default=True,
+    help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).",
+)
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
     from training.train import TrainConfig, train
@@ -96,35 +126,81 @@ def train_command(**kwargs: object) -> None:
 
 
 @click.command("eval")
-@click.option("--checkpoint", "checkpoint", default="weights/rrr-b0-v1.pt", show_default=True,
-              help="Checkpoint to evaluate (ours or the prototype's).")
-@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
-              help="Folder the labels CSV's file paths are relative to.")
-@click.option("--labels", "labels_csv", default=None,
-              help="Labels CSV [default: <data>/labels.csv].")
-@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test",
-              show_default=True, help="Which group-split part to report on ('all': every row).")
-@click.option("--threshold", type=float, default=None,
-              help="Fixed decision threshold [default: chosen on the validation split by "
-                   "Youden's J; the checkpoint's own threshold when there is no val split].")
-@click.option("--out-dir", default=None, help="Where metrics.json and PNGs go "
-              "[default: eval/<checkpoint name> under the run folder, or runs/eval-<name>].")
-@click.option("--out", "export_path", default=None,
-              help="Also write a shipped checkpoint here with the chosen threshold and metrics.")
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    default="weights/rrr-b0-v1.pt",
+    show_default=True,
+    help="Checkpoint to evaluate (ours or the prototype's).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Folder the labels CSV's file paths are relative to.",
+)
+@click.option(
+    "--labels", "labels_csv", default=None, help="Labels CSV [default: <data>/labels.csv]."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "all"]),
+    default="test",
+    show_default=True,
+    help="Which group-split part to report on ('all': every row).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Fixed decision threshold [default: chosen on the validation split by "
+    "Youden's J; the checkpoint's own threshold when there is no val split].",
+)
+@click.option(
+    "--out-dir",
+    default=None,
+    help="Where metrics.json and PNGs go "
+    "[default: eval/<checkpoint name> under the run folder, or runs/eval-<name>].",
+)
+@click.option(
+    "--out",
+    "export_path",
+    default=None,
+    help="Also write a shipped checkpoint here with the chosen threshold and metrics.",
+)
 @click.option("--version", default="1", show_default=True, help="Version stamped by --out.")
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--limit", type=int, default=None, help="At most this many images per split.")
-@click.option("--train-command", "train_cmd", default=None,
-              help="Command that produced the checkpoint, recorded by --out.")
-@click.option("--videos", "videos_csv", default=None,
-              help="Also judge the labelled videos in this CSV (columns file, label) through the "
-              "worker's own code path: sampling, face detection, the model, aggregation.")
+@click.option(
+    "--train-command",
+    "train_cmd",
+    default=None,
+    help="Command that produced the checkpoint, recorded by --out.",
+)
+@click.option(
+    "--videos",
+    "videos_csv",
+    default=None,
+    help="Also judge the labelled videos in this CSV (columns file, label) through the "
+    "worker's own code path: sampling, face detection, the model, aggregation.",
+)
 @click.option("--sample-fps", default=1.0, show_default=True, help="Video frames per second.")
-@click.option("--engine", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-              help="Score with the checkpoint (torch) or the ONNX file beside it (onnx).")
-@click.option("--sampling", type=click.Choice(["exact", "keyframes"]), default="exact",
-              show_default=True, help="Video frame sampling: the frame at each sample time, or "
-              "the nearest keyframe at or before it (the fast mode).")
+@click.option(
+    "--engine",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="Score with the checkpoint (torch) or the ONNX file beside it (onnx).",
+)
+@click.option(
+    "--sampling",
+    type=click.Choice(["exact", "keyframes"]),
+    default="exact",
+    show_default=True,
+    help="Video frame sampling: the frame at each sample time, or "
+    "the nearest keyframe at or before it (the fast mode).",
+)
 def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split."""
     from training.evaluate import evaluate
@@ -133,12 +209,19 @@ def eval_command(**kwargs: object) -> None:
     out_dir = kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"
     try:
         metrics = evaluate(
-            checkpoint=checkpoint, data_dir=data_dir, labels_csv=labels,
-            split=str(kwargs["split"]), out_dir=Path(str(out_dir)),
-            threshold=kwargs["threshold"], threads=int(kwargs["threads"]),  # type: ignore[arg-type]
-            limit=kwargs["limit"], export_path=kwargs["export_path"],  # type: ignore[arg-type]
-            version=str(kwargs["version"]), train_command=kwargs["train_cmd"],  # type: ignore[arg-type]
-            command=_invocation(), engine=str(kwargs["engine"]),
+            checkpoint=checkpoint,
+            data_dir=data_dir,
+            labels_csv=labels,
+            split=str(kwargs["split"]),
+            out_dir=Path(str(out_dir)),
+            threshold=kwargs["threshold"],
+            threads=int(kwargs["threads"]),  # type: ignore[arg-type]
+            limit=kwargs["limit"],
+            export_path=kwargs["export_path"],  # type: ignore[arg-type]
+            version=str(kwargs["version"]),
+            train_command=kwargs["train_cmd"],  # type: ignore[arg-type]
+            command=_invocation(),
+            engine=str(kwargs["engine"]),
         )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -151,8 +234,11 @@ def eval_command(**kwargs: object) -> None:
         judged = Path(str(kwargs["export_path"] or checkpoint))
         metrics["videos"] = evaluate_videos(
             videos_csv,
-            analyzer_for(judged, threads=int(kwargs["threads"]),  # type: ignore[arg-type]
-                         engine=str(kwargs["engine"])),
+            analyzer_for(
+                judged,
+                threads=int(kwargs["threads"]),  # type: ignore[arg-type]
+                engine=str(kwargs["engine"]),
+            ),
             sample_fps=float(kwargs["sample_fps"]),  # type: ignore[arg-type]
             sampling=str(kwargs["sampling"]),
         )
@@ -161,23 +247,50 @@ def eval_command(**kwargs: object) -> None:
 
 
 @click.command("loso")
-@click.option("--table", default="runs/data/labels.csv", show_default=True,
-              help="Staged table (rrr data).")
-@click.option("--out", "out_dir", default="runs/loso", show_default=True,
-              help="One run folder per fold, then loso.json and loso.md.")
-@click.option("--source", "sources", multiple=True,
-              help="Source to leave out; repeatable [default: every source of the table].")
+@click.option(
+    "--table", default="runs/data/labels.csv", show_default=True, help="Staged table (rrr data)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="runs/loso",
+    show_default=True,
+    help="One run folder per fold, then loso.json and loso.md.",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Source to leave out; repeatable [default: every source of the table].",
+)
 @click.option("--steps", default=400, show_default=True, help="Optimiser steps per fold.")
-@click.option("--init", default="weights/rrr-b0-v1.pt", show_default=True,
-              help="Checkpoint every fold starts from ('lite0' for ImageNet).")
-@click.option("--fresh-init-for", multiple=True, default=("dfdc",), show_default=True,
-              help="Folds that start from ImageNet (lite0) instead, because --init was trained "
-              "on their source.")
+@click.option(
+    "--init",
+    default="weights/rrr-b0-v1.pt",
+    show_default=True,
+    help="Checkpoint every fold starts from ('lite0' for ImageNet).",
+)
+@click.option(
+    "--fresh-init-for",
+    multiple=True,
+    default=("dfdc",),
+    show_default=True,
+    help="Folds that start from ImageNet (lite0) instead, because --init was trained "
+    "on their source.",
+)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Per fold: stop cleanly after this long; run again to resume.")
-@click.option("--freeze-blocks", default=2, show_default=True,
-              help="Keep B0's stem and this many first blocks fixed (as rrr train).")
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Per fold: stop cleanly after this long; run again to resume.",
+)
+@click.option(
+    "--freeze-blocks",
+    default=2,
+    show_default=True,
+    help="Keep B0's stem and this many first blocks fixed (as rrr train).",
+)
 def loso_command(**kwargs: object) -> None:
     """Leave-one-source-out: train without each source, test on it; prints the table."""
     from training.data import read_labels
@@ -188,9 +301,14 @@ def loso_command(**kwargs: object) -> None:
         _fail(f"staged table not found: {table} (make it with rrr data)")
     sources = list(kwargs["sources"]) or sorted({s.source for s in read_labels(table)})
     results = run_loso(
-        table, Path(str(kwargs["out_dir"])), sources, int(kwargs["steps"]),  # type: ignore[arg-type]
-        str(kwargs["init"]), tuple(kwargs["fresh_init_for"]),  # type: ignore[arg-type]
-        threads=int(kwargs["threads"]), max_minutes=kwargs["max_minutes"],  # type: ignore[arg-type]
+        table,
+        Path(str(kwargs["out_dir"])),
+        sources,
+        int(kwargs["steps"]),  # type: ignore[arg-type]
+        str(kwargs["init"]),
+        tuple(kwargs["fresh_init_for"]),  # type: ignore[arg-type]
+        threads=int(kwargs["threads"]),
+        max_minutes=kwargs["max_minutes"],  # type: ignore[arg-type]
         freeze_blocks=int(kwargs["freeze_blocks"]),  # type: ignore[arg-type]
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
@@ -200,24 +318,56 @@ def loso_command(**kwargs: object) -> None:
 
 
 @click.command("robustness")
-@click.option("--checkpoint", default="weights/rrr-b0-v1.pt", show_default=True,
-              help="The checkpoint to attack (the shipped weights by default).")
-@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
-              help="Folder the labels CSV's file paths are relative to.")
-@click.option("--labels", "labels_csv", default=None,
-              help="Labels CSV [default: <data>/labels.csv].")
-@click.option("--out", "out_dir", default="docs/robustness", show_default=True,
-              help="Where report.md, report.json and the PNGs go.")
-@click.option("--videos", "videos_csv", default="../shared/data/videos/labels.csv",
-              show_default=True, help="Labelled videos to re-encode and judge ('' to skip).")
+@click.option(
+    "--checkpoint",
+    default="weights/rrr-b0-v1.pt",
+    show_default=True,
+    help="The checkpoint to attack (the shipped weights by default).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Folder the labels CSV's file paths are relative to.",
+)
+@click.option(
+    "--labels", "labels_csv", default=None, help="Labels CSV [default: <data>/labels.csv]."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="docs/robustness",
+    show_default=True,
+    help="Where report.md, report.json and the PNGs go.",
+)
+@click.option(
+    "--videos",
+    "videos_csv",
+    default="../shared/data/videos/labels.csv",
+    show_default=True,
+    help="Labelled videos to re-encode and judge ('' to skip).",
+)
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of every section.")
-@click.option("--n-attack", type=int, default=None,
-              help="Held-out crops for the white-box/transfer attacks [default 120].")
-@click.option("--n-clean", type=int, default=None,
-              help="Held-out crops for processing, patch and defence cost [default 400].")
+@click.option(
+    "--n-attack",
+    type=int,
+    default=None,
+    help="Held-out crops for the white-box/transfer attacks [default 120].",
+)
+@click.option(
+    "--n-clean",
+    type=int,
+    default=None,
+    help="Held-out crops for processing, patch and defence cost [default 400].",
+)
 @click.option("--pgd-steps", type=int, default=None, help="PGD steps [default 8].")
-@click.option("--poison-train", type=int, default=None,
-              help="Train-split crops per poisoning run [default 4000].")
+@click.option(
+    "--poison-train",
+    type=int,
+    default=None,
+    help="Train-split crops per poisoning run [default 4000].",
+)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
 def robustness_command(**kwargs: object) -> None:
@@ -230,9 +380,13 @@ def robustness_command(**kwargs: object) -> None:
     if videos and not Path(videos).is_file():
         _fail(f"videos CSV not found: {videos} (pass --videos '' to skip the videos)")
     options = {
-        "checkpoint": str(checkpoint), "data_dir": str(data_dir), "labels_csv": str(labels),
-        "out_dir": str(kwargs["out_dir"]), "videos_csv": videos or None,
-        "threads": int(kwargs["threads"]), "seed": int(kwargs["seed"]),  # type: ignore[arg-type]
+        "checkpoint": str(checkpoint),
+        "data_dir": str(data_dir),
+        "labels_csv": str(labels),
+        "out_dir": str(kwargs["out_dir"]),
+        "videos_csv": videos or None,
+        "threads": int(kwargs["threads"]),
+        "seed": int(kwargs["seed"]),  # type: ignore[arg-type]
     }
     for key in ("n_attack", "n_clean", "pgd_steps", "poison_train"):
         if kwargs[key] is not None:
@@ -242,20 +396,36 @@ def robustness_command(**kwargs: object) -> None:
         report = run(cfg, command=_invocation())
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    click.echo(f"report: {Path(cfg.out_dir) / 'report.md'} "
-               f"({report['timings_s']['total'] / 60:.1f} min)")
+    click.echo(
+        f"report: {Path(cfg.out_dir) / 'report.md'} ({report['timings_s']['total'] / 60:.1f} min)"
+    )
 
 
 @click.command("data")
-@click.option("--dfdc", default=DEFAULT_DATA, show_default=True,
-              help="DFDC face crops folder ('' to leave the source out).")
-@click.option("--lfw-swap", default=None,
-              help="Copy of Rees451/faces-fake-vs-real (only data/raw/LFW_faceswap is read).")
+@click.option(
+    "--dfdc",
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="DFDC face crops folder ('' to leave the source out).",
+)
+@click.option(
+    "--lfw-swap",
+    default=None,
+    help="Copy of Rees451/faces-fake-vs-real (only data/raw/LFW_faceswap is read).",
+)
 @click.option("--sdfd", default=None, help="Copy of gebaltso/SDFD (allImages/ is read).")
-@click.option("--stylegan2", default=None,
-              help="Copy of dinablachman/realorfake (data/real, data/fake are read).")
-@click.option("--out", "out_dir", default="runs/data", show_default=True,
-              help="Where crops/, labels.csv and staging.json are written.")
+@click.option(
+    "--stylegan2",
+    default=None,
+    help="Copy of dinablachman/realorfake (data/real, data/fake are read).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="runs/data",
+    show_default=True,
+    help="Where crops/, labels.csv and staging.json are written.",
+)
 @click.option("--workers", default=2, show_default=True, help="Processes staging images.")
 @click.option("--limit", type=int, default=None, help="At most this many images per source.")
 def data_command(**kwargs: object) -> None:
@@ -266,9 +436,16 @@ def data_command(**kwargs: object) -> None:
 
     from training.sources import stage
 
-    roots = {name: Path(str(kwargs[option])) for name, option in
-             (("dfdc", "dfdc"), ("lfw_swap", "lfw_swap"), ("sd21", "sdfd"),
-              ("stylegan2", "stylegan2")) if kwargs[option]}
+    roots = {
+        name: Path(str(kwargs[option]))
+        for name, option in (
+            ("dfdc", "dfdc"),
+            ("lfw_swap", "lfw_swap"),
+            ("sd21", "sdfd"),
+            ("stylegan2", "stylegan2"),
+        )
+        if kwargs[option]
+    }
     if not roots:
         _fail("no source given")
     bar = tqdm(desc="stage", unit="img", mininterval=5)
@@ -278,8 +455,13 @@ def data_command(**kwargs: object) -> None:
         bar.update(done - bar.n)
 
     try:
-        report = stage(roots, Path(str(kwargs["out_dir"])), workers=int(kwargs["workers"]),  # type: ignore[arg-type]
-                       limit=kwargs["limit"], progress=progress)  # type: ignore[arg-type]
+        report = stage(
+            roots,
+            Path(str(kwargs["out_dir"])),
+            workers=int(kwargs["workers"]),  # type: ignore[arg-type]
+            limit=kwargs["limit"],
+            progress=progress,
+        )  # type: ignore[arg-type]
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     bar.close()

@@ -77,9 +77,16 @@ def read_labels(
                 index = labels.index(KIND_LABELS[kind])
             else:
                 index = LABEL_TO_INDEX[label]
-            samples.append(Sample(root / row["file"], index, group,
-                                  (row.get("source") or "").strip(), kind,
-                                  (row.get("split") or "").strip()))
+            samples.append(
+                Sample(
+                    root / row["file"],
+                    index,
+                    group,
+                    (row.get("source") or "").strip(),
+                    kind,
+                    (row.get("split") or "").strip(),
+                )
+            )
     if not samples:
         raise ValueError(f"{labels_csv} holds no rows")
     return samples
@@ -115,7 +122,10 @@ def split_summary(splits: dict[str, list[Sample]], salt: str = SPLIT_SALT) -> di
         n_fake = sum(1 for s in items if s.is_fake)
         groups = sorted({s.group for s in items})
         summary["counts"][name] = {
-            "images": len(items), "fake": n_fake, "real": len(items) - n_fake, "groups": len(groups)
+            "images": len(items),
+            "fake": n_fake,
+            "real": len(items) - n_fake,
+            "groups": len(groups),
         }
         summary["groups"][name] = groups
     return summary

@@ -37,8 +37,9 @@ def _scores(model: torch.nn.Module | Detector, samples: list[Sample], config) ->
     return predict_fake_prob(model, crops, config, 64, device, progress=True)
 
 
-def _plot(out_dir: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], report: dict,
-          title: str) -> None:
+def _plot(
+    out_dir: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], report: dict, title: str
+) -> None:
     """Write roc.png (one curve per split) and confusion.png (the reported split)."""
     import matplotlib
 
@@ -49,8 +50,11 @@ def _plot(out_dir: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.4f})")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(xlabel="false positive rate (real called FAKE)", ylabel="true positive rate (FAKE)",
-           title=f"ROC, {title}")
+    ax.set(
+        xlabel="false positive rate (real called FAKE)",
+        ylabel="true positive rate (FAKE)",
+        title=f"ROC, {title}",
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(out_dir / "roc.png", dpi=120)
@@ -60,8 +64,14 @@ def _plot(out_dir: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
     fig, ax = plt.subplots(figsize=(4.2, 4))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > matrix.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            color="white" if v > matrix.max() / 2 else "black",
+        )
     ax.set_xticks([0, 1], [f"pred {LABELS[0]}", f"pred {LABELS[1]}"])
     ax.set_yticks([0, 1], [f"true {LABELS[0]}", f"true {LABELS[1]}"])
     ax.set_title(f"{title}, threshold {report['threshold']:.4f}")
@@ -112,8 +122,12 @@ def evaluate(
     if not target:
         raise ValueError(f"the {split} split is empty")
 
-    result: dict = {"checkpoint": str(checkpoint), "split": split, "input_size": config.input_size,
-                    "engine": engine}
+    result: dict = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "input_size": config.input_size,
+        "engine": engine,
+    }
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     if threshold is not None:
         rule = "given on the command line"
@@ -148,8 +162,17 @@ def evaluate(
     _plot(out_dir, curves, report, f"{split} split")
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     if export_path is not None:
-        _export(model, config, ckpt_meta, Path(export_path), result, version, train_command, salt,
-                Path(checkpoint))
+        _export(
+            model,
+            config,
+            ckpt_meta,
+            Path(export_path),
+            result,
+            version,
+            train_command,
+            salt,
+            Path(checkpoint),
+        )
     return result
 
 
@@ -168,8 +191,11 @@ def _run_info(checkpoint: Path, depth: int = 0) -> dict:
     if log.is_file():
         stamps = [line.split(" ", 1)[0] for line in log.read_text().splitlines() if line]
         parsed = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in stamps]
-        info.update(started=stamps[0], ended=stamps[-1],
-                    wall_minutes_incl_validation=round((parsed[-1] - parsed[0]) / 60, 1))
+        info.update(
+            started=stamps[0],
+            ended=stamps[-1],
+            wall_minutes_incl_validation=round((parsed[-1] - parsed[0]) / 60, 1),
+        )
     summary = run_dir / "summary.json"
     if summary.is_file():
         info["summary"] = json.loads(summary.read_text())
@@ -181,12 +207,24 @@ def _run_info(checkpoint: Path, depth: int = 0) -> dict:
     return info
 
 
-def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: str,
-            train_command: str | None, salt: str, checkpoint: Path) -> None:
+def _export(
+    model,
+    config,
+    ckpt_meta: dict,
+    path: Path,
+    result: dict,
+    version: str,
+    train_command: str | None,
+    salt: str,
+    checkpoint: Path,
+) -> None:
     """Write the shipped checkpoint (+ metadata.json) with the validation-chosen threshold."""
     training = {k: v for k, v in ckpt_meta.items() if k != "history"}
-    training["hardware"] = f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU" if not (
-        torch.cuda.is_available()) else torch.cuda.get_device_name(0)
+    training["hardware"] = (
+        f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU"
+        if not (torch.cuda.is_available())
+        else torch.cuda.get_device_name(0)
+    )
     training["run"] = _run_info(checkpoint)
     split_name = result["split"]
     extra = {
@@ -203,7 +241,8 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
         "classifier Sequential(Dropout, Linear(1280, 2))",
         "input_size": shipped.input_size,
         "normalisation": {
-            "mean": list(shipped.mean), "std": list(shipped.std),
+            "mean": list(shipped.mean),
+            "std": list(shipped.std),
             "note": "RGB scaled to [0, 1], then (x - mean) / std (detection.model.preprocess)",
         },
         "labels": list(shipped.labels),
@@ -213,7 +252,7 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
         "split": {
             "salt": salt,
             "rule": f"by source video (group): sha256('{salt}:' + group) mod 100 -> "
-                    "<80 train, <90 val, else test",
+            "<80 train, <90 val, else test",
             "counts": result["split_counts"],
         },
         "metrics": {k: _rounded(result[k]) for k in ("val", split_name) if k in result},
@@ -225,6 +264,11 @@ def _export(model, config, ckpt_meta: dict, path: Path, result: dict, version: s
         "licence_note": "weights derived from DFDC data: non-commercial research use only",
     }
     save_checkpoint(model, shipped, path, metadata)
-    side = dict(metadata, file=path.name, sha256=file_sha256(path),
-                size_bytes=path.stat().st_size, config=shipped.to_dict())
+    side = dict(
+        metadata,
+        file=path.name,
+        sha256=file_sha256(path),
+        size_bytes=path.stat().st_size,
+        config=shipped.to_dict(),
+    )
     (path.parent / "metadata.json").write_text(json.dumps(side, indent=1))

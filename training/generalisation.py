@@ -44,10 +44,14 @@ def _cap(samples: list[Sample], cap: int | None) -> list[Sample]:
 def reencode(rgb: np.ndarray) -> np.ndarray:
     """The control's re-encoding: downscale then JPEG, the same for every crop of every class."""
     h, w = rgb.shape[:2]
-    small = cv2.resize(rgb, (max(1, round(w * CONTROL_SCALE)), max(1, round(h * CONTROL_SCALE))),
-                       interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, CONTROL_QUALITY])
+    small = cv2.resize(
+        rgb,
+        (max(1, round(w * CONTROL_SCALE)), max(1, round(h * CONTROL_SCALE))),
+        interpolation=cv2.INTER_AREA,
+    )
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, CONTROL_QUALITY]
+    )
     if not ok:
         raise ValueError("JPEG encoding failed")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -59,14 +63,16 @@ def class_probs_t1(detector: Detector, crops: list[np.ndarray]) -> np.ndarray:
     return Detector(detector.engine, raw).class_probabilities(crops)
 
 
-def calibrated_probs(detector: Detector, crops: list[np.ndarray],
-                     config: ModelConfig) -> np.ndarray:
+def calibrated_probs(
+    detector: Detector, crops: list[np.ndarray], config: ModelConfig
+) -> np.ndarray:
     """(N, C) class probabilities under ``config``'s temperature (not the checkpoint's)."""
     return Detector(detector.engine, config).class_probabilities(crops)
 
 
-def fit_decision(config: ModelConfig, probs: np.ndarray, labels: np.ndarray,
-                 max_unsure: float = MAX_UNSURE_SHARE) -> ModelConfig:
+def fit_decision(
+    config: ModelConfig, probs: np.ndarray, labels: np.ndarray, max_unsure: float = MAX_UNSURE_SHARE
+) -> ModelConfig:
     """Temperature, threshold (balanced accuracy) and unsure margin, all from validation data."""
     log_probs = np.log(np.clip(probs, 1e-12, 1.0))
     tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
@@ -94,8 +100,9 @@ def source_report(p_fake: np.ndarray, is_fake: np.ndarray, config: ModelConfig) 
         out["reals_flagged"] = round(float(called[reals].mean()), 4)
     out["accuracy"] = round(float((called == is_fake).mean()), 4)
     out["unsure_share"] = round(float(unsure.mean()), 4)
-    out["confident_accuracy"] = (round(float((called == is_fake)[confident].mean()), 4)
-                                 if confident.any() else None)
+    out["confident_accuracy"] = (
+        round(float((called == is_fake)[confident].mean()), 4) if confident.any() else None
+    )
     out["calibration"] = reliability(p_fake, is_fake.astype(float))
     out["unsure_tradeoff"] = unsure_tradeoff(p_fake, is_fake, t)
     return out
@@ -126,10 +133,13 @@ def evaluate_checkpoint(
     val_probs = class_probs_t1(detector, [load_rgb(s.path) for s in val])
     fitted = fit_decision(config, val_probs, np.array([s.label for s in val]))
     report: dict = {
-        "checkpoint": str(checkpoint), "held_out": list(held_out),
+        "checkpoint": str(checkpoint),
+        "held_out": list(held_out),
         "fitted_on": f"validation split of {sorted({s.source for s in val})} ({len(val)} crops)",
-        "temperature": round(fitted.temperature, 4), "threshold": round(fitted.threshold, 4),
-        "unsure_margin": round(fitted.unsure_margin, 4), "sources": {},
+        "temperature": round(fitted.temperature, 4),
+        "threshold": round(fitted.threshold, 4),
+        "unsure_margin": round(fitted.unsure_margin, 4),
+        "sources": {},
     }
     for source in sorted({s.source for s in samples}):
         part = "left_out" if source in held_out else "in_source"
@@ -147,23 +157,30 @@ def evaluate_checkpoint(
         if fitted.signals:
             entry["mean_signals"] = {
                 label.lower(): round(float(probs[:, i].mean()), 4)
-                for i, label in enumerate(fitted.labels) if label != "REAL"
+                for i, label in enumerate(fitted.labels)
+                if label != "REAL"
             }
         if control:
             p_control = fake_probability(
-                calibrated_probs(detector, [reencode(c) for c in crops], fitted), fitted)
+                calibrated_probs(detector, [reencode(c) for c in crops], fitted), fitted
+            )
             shift = np.abs(p_control - p_fake)
             entry["reencoding_control"] = {
                 "what": f"every crop of both classes downscaled x{CONTROL_SCALE} and re-encoded "
-                        f"as JPEG q{CONTROL_QUALITY}",
+                f"as JPEG q{CONTROL_QUALITY}",
                 "mean_abs_shift_fake": round(float(shift[is_fake].mean()), 4)
-                if is_fake.any() else None,
+                if is_fake.any()
+                else None,
                 "mean_abs_shift_real": round(float(shift[~is_fake].mean()), 4)
-                if (~is_fake).any() else None,
+                if (~is_fake).any()
+                else None,
                 "auc_after": round(roc_auc(is_fake, p_control), 4)
-                if is_fake.any() and (~is_fake).any() else None,
-                "verdicts_changed": round(float(((p_control >= fitted.threshold)
-                                                 != (p_fake >= fitted.threshold)).mean()), 4),
+                if is_fake.any() and (~is_fake).any()
+                else None,
+                "verdicts_changed": round(
+                    float(((p_control >= fitted.threshold) != (p_fake >= fitted.threshold)).mean()),
+                    4,
+                ),
             }
         report["sources"][source] = entry
     report["eval_seconds"] = round(time.monotonic() - t0, 1)
@@ -172,20 +189,25 @@ def evaluate_checkpoint(
 
 def markdown_table(rows: list[tuple[str, dict]]) -> str:
     """One line per (label, source entry): the figures people compare."""
-    head = ("| run / source | part | AUC | fakes flagged | reals flagged | unsure | "
-            "accuracy of confident answers | ECE | control: verdicts changed |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    head = (
+        "| run / source | part | AUC | fakes flagged | reals flagged | unsure | "
+        "accuracy of confident answers | ECE | control: verdicts changed |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
     lines = []
     for label, e in rows:
+
         def pct(key: str, entry: dict = e) -> str:
             value = entry.get(key)
             return "-" if value is None else f"{100 * value:.1f}%"
+
         control = e.get("reencoding_control", {})
         lines.append(
             f"| {label} | {e['part'].replace('_', ' ')} | {e.get('auc', '-')} | "
             f"{pct('fakes_flagged')} | {pct('reals_flagged')} | {pct('unsure_share')} | "
             f"{pct('confident_accuracy')} | {e['calibration']['ece']} | "
-            f"{pct('verdicts_changed', control) if control else '-'} |")
+            f"{pct('verdicts_changed', control) if control else '-'} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -207,10 +229,17 @@ def _reliability_plot(report: dict, path: Path) -> None:
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     for source, entry in report["sources"].items():
         bins = [b for b in entry["calibration"]["bins"] if b["n"]]
-        ax.plot([b["mean_predicted"] for b in bins], [b["observed_fake"] for b in bins], "o-",
-                label=f"{source} (ECE {entry['calibration']['ece']})")
-    ax.set(xlabel="calibrated probability_fake", ylabel="observed share of fakes",
-           title="Reliability per source")
+        ax.plot(
+            [b["mean_predicted"] for b in bins],
+            [b["observed_fake"] for b in bins],
+            "o-",
+            label=f"{source} (ECE {entry['calibration']['ece']})",
+        )
+    ax.set(
+        xlabel="calibrated probability_fake",
+        ylabel="observed share of fakes",
+        title="Reliability per source",
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -74,9 +74,7 @@ def transplant_lite0(
     lite_keys = [k for k in lite if not k.startswith("_fc.")]
     skipped = tuple(k for k in lite if k.startswith("_fc."))
     state = model.state_dict()
-    b0_keys = [
-        k for k in state if k.startswith("model.features.") and not _is_se_key(k)
-    ]
+    b0_keys = [k for k in state if k.startswith("model.features.") and not _is_se_key(k)]
     if len(lite_keys) != len(b0_keys):
         raise ValueError(f"Lite0 has {len(lite_keys)} backbone tensors, B0 {len(b0_keys)}")
 

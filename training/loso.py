@@ -32,31 +32,47 @@ def run_loso(
     ``fresh_init_for``: folds whose left-out source the ``init`` checkpoint was trained on start
     from the ImageNet initialisation instead, so no fold has seen what it is tested on.
     """
-    results: dict = {"table": str(table), "steps": steps, "init": init,
-                     "freeze_blocks": freeze_blocks, "folds": {}}
+    results: dict = {
+        "table": str(table),
+        "steps": steps,
+        "init": init,
+        "freeze_blocks": freeze_blocks,
+        "folds": {},
+    }
     for source in sources:
         run_dir = out / f"without-{source}"
         summary = run_dir / "summary.json"
         finished = summary.is_file() and json.loads(summary.read_text())["stopped"] == "finished"
         fold_init = "lite0" if source in fresh_init_for else init
         if not finished:
-            train(TrainConfig(
-                data_dir=str(table.parent), labels_csv=str(table), run_dir=str(run_dir),
-                steps=steps, leave_out=[source], init=fold_init, threads=threads,
-                val_every=val_every or steps, max_minutes=max_minutes, batch_size=batch_size,
-                freeze_blocks=freeze_blocks,
-            ))
+            train(
+                TrainConfig(
+                    data_dir=str(table.parent),
+                    labels_csv=str(table),
+                    run_dir=str(run_dir),
+                    steps=steps,
+                    leave_out=[source],
+                    init=fold_init,
+                    threads=threads,
+                    val_every=val_every or steps,
+                    max_minutes=max_minutes,
+                    batch_size=batch_size,
+                    freeze_blocks=freeze_blocks,
+                )
+            )
             finished = json.loads(summary.read_text())["stopped"] == "finished"
         if not finished:
             results["folds"][source] = {"status": "unfinished: run the command again to resume"}
             continue
-        report, _ = evaluate_checkpoint(run_dir / BEST, table, held_out=(source,),
-                                        threads=threads)
+        report, _ = evaluate_checkpoint(run_dir / BEST, table, held_out=(source,), threads=threads)
         report["init"] = fold_init
         (run_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
         results["folds"][source] = report
-    rows = [(f"without {source}", fold["sources"][source])
-            for source, fold in results["folds"].items() if "sources" in fold]
+    rows = [
+        (f"without {source}", fold["sources"][source])
+        for source, fold in results["folds"].items()
+        if "sources" in fold
+    ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "loso.json").write_text(json.dumps(results, indent=1))
     (out / "loso.md").write_text(markdown_table(rows))

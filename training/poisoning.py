@@ -31,8 +31,9 @@ def lite0_model(config: ModelConfig) -> DeepFakeImageDetector:
 
 
 @torch.no_grad()
-def cache_features(model: DeepFakeImageDetector, images: np.ndarray, config: ModelConfig,
-                   batch_size: int = 64) -> torch.Tensor:
+def cache_features(
+    model: DeepFakeImageDetector, images: np.ndarray, config: ModelConfig, batch_size: int = 64
+) -> torch.Tensor:
     """RGB uint8 crops (N, S, S, 3) at the input side -> frozen features (N, 320, S/32, S/32),
     float16 to halve the memory."""
     mean = torch.tensor(config.mean).view(1, 3, 1, 1)
@@ -74,16 +75,16 @@ def train_head(
     steps_per_epoch = max(1, len(features) // batch_size)
     total = max(1, round(epochs * steps_per_epoch))
     warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, warmup, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total))
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     trained.train()
     for step in range(total):
         epoch, pos = divmod(step, steps_per_epoch)
         order = np.random.default_rng([seed, epoch]).permutation(len(features))
         idx = torch.from_numpy(order[pos * batch_size : (pos + 1) * batch_size])
-        loss = F.cross_entropy(head_logits(model, features[idx]), y_all[idx],
-                               label_smoothing=label_smoothing)
+        loss = F.cross_entropy(
+            head_logits(model, features[idx]), y_all[idx], label_smoothing=label_smoothing
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -92,10 +93,13 @@ def train_head(
 
 
 @torch.no_grad()
-def head_scores(model: DeepFakeImageDetector, features: torch.Tensor, batch_size: int = 256
-                ) -> np.ndarray:
+def head_scores(
+    model: DeepFakeImageDetector, features: torch.Tensor, batch_size: int = 256
+) -> np.ndarray:
     """P(FAKE) for cached features (eval mode)."""
     model.eval()
-    out = [F.softmax(head_logits(model, features[s : s + batch_size]), dim=1)[:, FAKE_INDEX]
-           for s in range(0, len(features), batch_size)]
+    out = [
+        F.softmax(head_logits(model, features[s : s + batch_size]), dim=1)[:, FAKE_INDEX]
+        for s in range(0, len(features), batch_size)
+    ]
     return torch.cat(out).double().numpy()

@@ -76,15 +76,28 @@ class RobustnessConfig:
 def quick_config(**overrides: Any) -> RobustnessConfig:
     """Tiny sizes that exercise every section in a minute or two (smoke runs, not figures)."""
     cfg = RobustnessConfig(
-        n_attack=8, n_clean=16, eps=(4, 8), pgd_steps=2, patch_train=16, patch_steps=3,
-        poison_train=256, poison_val=64, poison_test=128, poison_epochs=1.0,
-        flip_rates=(0.10,), backdoor_rates=(0.10,), defence_views=(1,), eot_eps=(8,),
-        eot_samples=1, video_variants=(("x264 crf 30, quarter size", 0.25, 30),),
+        n_attack=8,
+        n_clean=16,
+        eps=(4, 8),
+        pgd_steps=2,
+        patch_train=16,
+        patch_steps=3,
+        poison_train=256,
+        poison_val=64,
+        poison_test=128,
+        poison_epochs=1.0,
+        flip_rates=(0.10,),
+        backdoor_rates=(0.10,),
+        defence_views=(1,),
+        eot_eps=(8,),
+        eot_samples=1,
+        video_variants=(("x264 crf 30, quarter size", 0.25, 30),),
     )
     return replace(cfg, **overrides)
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 def _balanced(samples: list[Sample], n: int) -> list[Sample]:
     """n/2 fakes then n/2 reals, evenly spaced through each class."""
@@ -93,8 +106,12 @@ def _balanced(samples: list[Sample], n: int) -> list[Sample]:
     return _subset(fakes, n // 2) + _subset(reals, n - n // 2)
 
 
-def summarize(p_fake: np.ndarray, is_fake: np.ndarray, threshold: float,
-              clean_p_fake: np.ndarray | None = None) -> dict[str, float]:
+def summarize(
+    p_fake: np.ndarray,
+    is_fake: np.ndarray,
+    threshold: float,
+    clean_p_fake: np.ndarray | None = None,
+) -> dict[str, float]:
     """Accuracy on fakes and on reals, AUC, and (given clean scores) the attack success rate:
     the share of fakes called FAKE when clean that are called REAL now."""
     p_fake, is_fake = np.asarray(p_fake), np.asarray(is_fake, dtype=bool)
@@ -113,8 +130,9 @@ def summarize(p_fake: np.ndarray, is_fake: np.ndarray, threshold: float,
 
 
 def _batched(fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    return torch.cat([fn(x[s : s + batch_size], y[s : s + batch_size])
-                      for s in range(0, len(x), batch_size)])
+    return torch.cat(
+        [fn(x[s : s + batch_size], y[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+    )
 
 
 def _log(message: str) -> None:
@@ -123,8 +141,15 @@ def _log(message: str) -> None:
 
 # --- sections ----------------------------------------------------------------------------------
 
-def evasion(model: attacks.PixelModel, score, x: torch.Tensor, y: torch.Tensor,
-            cfg: RobustnessConfig, seed: int) -> tuple[dict, dict[str, list[np.ndarray]]]:
+
+def evasion(
+    model: attacks.PixelModel,
+    score,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: RobustnessConfig,
+    seed: int,
+) -> tuple[dict, dict[str, list[np.ndarray]]]:
     """FGSM and PGD at each eps made against ``model``, scored with ``score``.
 
     :returns: (metrics per attack name, adversarial uint8 crops per attack name)
@@ -134,10 +159,15 @@ def evasion(model: attacks.PixelModel, score, x: torch.Tensor, y: torch.Tensor,
     for e in cfg.eps:
         eps = e / 255
         crops[f"fgsm/{e}"] = attacks.to_uint8(
-            _batched(lambda a, b, eps=eps: attacks.fgsm(model, a, b, eps), x, y))
-        crops[f"pgd/{e}"] = attacks.to_uint8(_batched(
-            lambda a, b, eps=eps: attacks.pgd(model, a, b, eps, cfg.pgd_steps, generator=gen),
-            x, y))
+            _batched(lambda a, b, eps=eps: attacks.fgsm(model, a, b, eps), x, y)
+        )
+        crops[f"pgd/{e}"] = attacks.to_uint8(
+            _batched(
+                lambda a, b, eps=eps: attacks.pgd(model, a, b, eps, cfg.pgd_steps, generator=gen),
+                x,
+                y,
+            )
+        )
         _log(f"  eps {e}/255 done")
     return {name: score(c) for name, c in crops.items()}, crops
 
@@ -148,14 +178,16 @@ def processing_transforms() -> dict[str, Any]:
     def noise(sigma: float):
         def apply(c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             return np.clip(c + rng.normal(0, sigma, c.shape), 0, 255).astype(np.uint8)
+
         return apply
 
     import cv2
 
     out: dict[str, Any] = {f"JPEG q{q}": (lambda c, _r, q=q: jpeg(c, q)) for q in (90, 70, 50, 30)}
     out.update({f"down-up x{f}": (lambda c, _r, f=f: down_up(c, f)) for f in (0.5, 0.25)})
-    out.update({f"blur sigma {s}": (lambda c, _r, s=s: cv2.GaussianBlur(c, (0, 0), s))
-                for s in (1.0, 2.0)})
+    out.update(
+        {f"blur sigma {s}": (lambda c, _r, s=s: cv2.GaussianBlur(c, (0, 0), s)) for s in (1.0, 2.0)}
+    )
     out.update({f"noise sigma {s}": noise(s) for s in (4.0, 8.0)})
     return out
 
@@ -176,12 +208,15 @@ def reencode(src: Path, dst: Path, scale: float, crf: int) -> None:
             if stream is None:
                 h, w = rgb.shape[:2]
                 stream = out.add_stream("libx264", rate=rate)
-                stream.width, stream.height = max(2, round(w * scale) // 2 * 2), max(
-                    2, round(h * scale) // 2 * 2)
+                stream.width, stream.height = (
+                    max(2, round(w * scale) // 2 * 2),
+                    max(2, round(h * scale) // 2 * 2),
+                )
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": str(crf), "preset": "ultrafast"}
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                width=stream.width, height=stream.height, format="yuv420p")
+                width=stream.width, height=stream.height, format="yuv420p"
+            )
             vf.pts = i
             for packet in stream.encode(vf):
                 out.mux(packet)
@@ -219,8 +254,9 @@ def videos_section(cfg: RobustnessConfig) -> dict:
     return results
 
 
-def poisoning_section(cfg: RobustnessConfig, config, splits: dict[str, list[Sample]],
-                      rng: np.random.Generator) -> tuple[dict, torch.nn.Module]:
+def poisoning_section(
+    cfg: RobustnessConfig, config, splits: dict[str, list[Sample]], rng: np.random.Generator
+) -> tuple[dict, torch.nn.Module]:
     """Clean, label-flipped and backdoored retrains with one schedule; returns the metrics and
     the clean run's model (the surrogate for the transfer attack)."""
     size = config.input_size
@@ -240,12 +276,14 @@ def poisoning_section(cfg: RobustnessConfig, config, splits: dict[str, list[Samp
     test_fake = np.array([s.label == FAKE_INDEX for s in test_s])
     # the trigger on every held-out fake, and on the training fakes that may be poisoned
     trig_test = poisoning.cache_features(
-        base, attacks.stamp_trigger(test_img[test_fake], cfg.trigger_side), config)
+        base, attacks.stamp_trigger(test_img[test_fake], cfg.trigger_side), config
+    )
     train_fakes = np.flatnonzero(y_train == FAKE_INDEX)
     order = rng.permutation(train_fakes)  # nested: a lower rate poisons a prefix of this order
     n_max = round(max(cfg.backdoor_rates, default=0) * len(train_fakes))
     trig_train = poisoning.cache_features(
-        base, attacks.stamp_trigger(train_img[order[:n_max]], cfg.trigger_side), config)
+        base, attacks.stamp_trigger(train_img[order[:n_max]], cfg.trigger_side), config
+    )
     schedule = {"epochs": cfg.poison_epochs, "batch_size": 64, "lr": 1e-3}
 
     def run(labels: np.ndarray, train_feats: torch.Tensor) -> tuple[dict, torch.nn.Module]:
@@ -263,16 +301,20 @@ def poisoning_section(cfg: RobustnessConfig, config, splits: dict[str, list[Samp
         res["train_seconds"] = round(time.monotonic() - t0, 1)
         return res, model
 
-    out: dict = {"schedule": schedule, "n_train": len(train_s), "n_val": len(val_s),
-                 "n_test": len(test_s), "runs": {}}
+    out: dict = {
+        "schedule": schedule,
+        "n_train": len(train_s),
+        "n_val": len(val_s),
+        "n_test": len(test_s),
+        "runs": {},
+    }
     clean, clean_model = run(y_train, feats["train"])
     out["runs"]["clean"] = dict(clean, kind="clean", rate=0.0, changed=0)
     _log(f"  poisoning: clean auc {clean['auc']:.3f}")
     for rate in cfg.flip_rates:
         labels, idx = attacks.flip_labels(y_train, rate, rng)
         res, _ = run(labels, feats["train"])
-        out["runs"][f"flip {rate:.0%}"] = dict(res, kind="label flip", rate=rate,
-                                               changed=len(idx))
+        out["runs"][f"flip {rate:.0%}"] = dict(res, kind="label flip", rate=rate, changed=len(idx))
         _log(f"  poisoning: flip {rate:.0%} auc {res['auc']:.3f}")
     for rate in cfg.backdoor_rates:
         k = round(rate * len(train_fakes))
@@ -280,13 +322,15 @@ def poisoning_section(cfg: RobustnessConfig, config, splits: dict[str, list[Samp
         train_feats[order[:k]] = trig_train[:k]
         labels[order[:k]] = 1 - FAKE_INDEX
         res, _ = run(labels, train_feats)
-        out["runs"][f"backdoor {rate:.0%} of fakes"] = dict(res, kind="backdoor", rate=rate,
-                                                           changed=k)
+        out["runs"][f"backdoor {rate:.0%} of fakes"] = dict(
+            res, kind="backdoor", rate=rate, changed=k
+        )
         _log(f"  poisoning: backdoor {rate:.0%} trigger success {res['trigger_success']:.3f}")
     return out, clean_model
 
 
 # --- the run -----------------------------------------------------------------------------------
+
 
 def run(cfg: RobustnessConfig, command: str = "") -> dict:
     """Run every section and write report.json, report.md and the plots to ``cfg.out_dir``."""
@@ -326,11 +370,17 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
         return purified_scores(detector.score, crops, views, np.random.default_rng(seed), size)
 
     report: dict[str, Any] = {
-        "config": asdict(cfg), "command": command, "checkpoint_version": config.version,
-        "threshold": threshold, "input_size": size, "device": str(device),
+        "config": asdict(cfg),
+        "command": command,
+        "checkpoint_version": config.version,
+        "threshold": threshold,
+        "input_size": size,
+        "device": str(device),
         "machine": f"{platform.machine()}, {cfg.threads} torch threads",
-        "sets": {"attack": {"n": len(attack_s), "fake": int(attack_fake.sum())},
-                 "clean": {"n": len(clean_s), "fake": int(clean_fake.sum())}},
+        "sets": {
+            "attack": {"n": len(attack_s), "fake": int(attack_fake.sum())},
+            "clean": {"n": len(clean_s), "fake": int(clean_fake.sum())},
+        },
     }
 
     # 1. white-box evasion
@@ -339,8 +389,9 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
     p_clean_attack = score(attacks.to_uint8(x))
     wb_scores, wb_crops = evasion(pixel, score, x, y, cfg, cfg.seed)
     report["whitebox"] = {"clean": summarize(p_clean_attack, attack_fake, threshold)}
-    report["whitebox"].update({k: summarize(v, attack_fake, threshold, p_clean_attack)
-                               for k, v in wb_scores.items()})
+    report["whitebox"].update(
+        {k: summarize(v, attack_fake, threshold, p_clean_attack) for k, v in wb_scores.items()}
+    )
     lap("whitebox", t0)
 
     # 5. poisoning (first: its clean run is the surrogate for the transfer attack)
@@ -360,13 +411,14 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
     report["transfer"] = {
         "surrogate": "the poisoning study's clean run: Lite0-initialised B0, features[0..7] "
         "frozen, features[8] + classifier trained on cached features (see poisoning)",
-        "surrogate_clean": summarize(sur_detector.score(attacks.to_uint8(x)), attack_fake,
-                                     sur_thr),
+        "surrogate_clean": summarize(sur_detector.score(attacks.to_uint8(x)), attack_fake, sur_thr),
     }
-    report["transfer"].update({k: summarize(v, attack_fake, threshold, p_clean_attack)
-                               for k, v in tr_scores.items()})
+    report["transfer"].update(
+        {k: summarize(v, attack_fake, threshold, p_clean_attack) for k, v in tr_scores.items()}
+    )
     report["transfer"]["on_surrogate"] = {
-        k: summarize(sur_detector.score(v), attack_fake, sur_thr) for k, v in tr_crops.items()}
+        k: summarize(sur_detector.score(v), attack_fake, sur_thr) for k, v in tr_crops.items()
+    }
     lap("transfer", t0)
 
     # 3. universal patch vs a random-noise patch of the same size
@@ -374,25 +426,41 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
     _log("universal patch")
     side = attacks.patch_side(size, cfg.patch_area)
     fake_train = [s for s in splits["train"] if s.label == FAKE_INDEX]
-    patch_imgs = attacks.to_tensor(predecode(_subset(fake_train, cfg.patch_train), size,
-                                             "decode patch-train")).to(device)
+    patch_imgs = attacks.to_tensor(
+        predecode(_subset(fake_train, cfg.patch_train), size, "decode patch-train")
+    ).to(device)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     patch = attacks.train_patch(pixel, patch_imgs, side, cfg.patch_steps, generator=gen)
     noise_patch = torch.rand(3, side, side, generator=gen)
-    held_fakes = attacks.to_tensor([c for c, f in zip(
-        predecode(clean_s, size, "decode clean set"), clean_fake, strict=True) if f])
+    held_fakes = attacks.to_tensor(
+        [
+            c
+            for c, f in zip(predecode(clean_s, size, "decode clean set"), clean_fake, strict=True)
+            if f
+        ]
+    )
     offsets = attacks.random_offsets(len(held_fakes), size, side, gen)
     p_held = score(attacks.to_uint8(held_fakes))
-    patched = {"adversarial patch": attacks.to_uint8(attacks.apply_patch(held_fakes, patch.cpu(),
-                                                                         offsets)),
-               "noise patch (control)": attacks.to_uint8(attacks.apply_patch(
-                   held_fakes, noise_patch, offsets))}
+    patched = {
+        "adversarial patch": attacks.to_uint8(
+            attacks.apply_patch(held_fakes, patch.cpu(), offsets)
+        ),
+        "noise patch (control)": attacks.to_uint8(
+            attacks.apply_patch(held_fakes, noise_patch, offsets)
+        ),
+    }
     is_f = np.ones(len(held_fakes), dtype=bool)
-    report["patch"] = {"side_px": side, "area_fraction": side * side / size**2,
-                       "n_heldout_fakes": len(held_fakes), "train_fakes": len(patch_imgs),
-                       "steps": cfg.patch_steps, "clean": summarize(p_held, is_f, threshold)}
-    report["patch"].update({k: summarize(score(v), is_f, threshold, p_held)
-                            for k, v in patched.items()})
+    report["patch"] = {
+        "side_px": side,
+        "area_fraction": side * side / size**2,
+        "n_heldout_fakes": len(held_fakes),
+        "train_fakes": len(patch_imgs),
+        "steps": cfg.patch_steps,
+        "clean": summarize(p_held, is_f, threshold),
+    }
+    report["patch"].update(
+        {k: summarize(score(v), is_f, threshold, p_held) for k, v in patched.items()}
+    )
     lap("patch", t0)
 
     # 4. ordinary processing
@@ -403,15 +471,20 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
     for name, fn in processing_transforms().items():
         prng = np.random.default_rng(cfg.seed + 3)
         report["processing"][name] = summarize(
-            score([fn(c, prng) for c in clean_crops]), clean_fake, threshold, p_clean)
+            score([fn(c, prng) for c in clean_crops]), clean_fake, threshold, p_clean
+        )
     lap("processing", t0)
 
     # 6. the defence: input purification
     t0 = time.monotonic()
     _log("defence")
-    d: dict[str, Any] = {"transform": f"per crop and view: resize to {size} px, down-up x "
-                         f"U{DEFAULT_SCALE_RANGE}, JPEG quality U{DEFAULT_QUALITY_RANGE}; "
-                         "mean P(FAKE) over views", "clean": {}, "latency_ms_per_crop": {}}
+    d: dict[str, Any] = {
+        "transform": f"per crop and view: resize to {size} px, down-up x "
+        f"U{DEFAULT_SCALE_RANGE}, JPEG quality U{DEFAULT_QUALITY_RANGE}; "
+        "mean P(FAKE) over views",
+        "clean": {},
+        "latency_ms_per_crop": {},
+    }
     lat_crops = clean_crops[:64]
     for views in (0, *cfg.defence_views):
         best = min(_timed(lambda v=views: purified(lat_crops, v)) for _ in range(3))
@@ -421,28 +494,47 @@ def run(cfg: RobustnessConfig, command: str = "") -> dict:
         d["clean"][key] = summarize(purified(clean_crops, views), clean_fake, threshold)
         d[key] = {}
         for name, crops in wb_crops.items():
-            d[key][f"whitebox {name}"] = summarize(purified(crops, views), attack_fake,
-                                                   threshold, p_clean_attack)
+            d[key][f"whitebox {name}"] = summarize(
+                purified(crops, views), attack_fake, threshold, p_clean_attack
+            )
         for name, crops in tr_crops.items():
-            d[key][f"transfer {name}"] = summarize(purified(crops, views), attack_fake,
-                                                   threshold, p_clean_attack)
+            d[key][f"transfer {name}"] = summarize(
+                purified(crops, views), attack_fake, threshold, p_clean_attack
+            )
         for name, crops in patched.items():
             d[key][name] = summarize(purified(crops, views), is_f, threshold, p_held)
     # adaptive: EOT over the random purification, JPEG passed straight through (BPDA)
     fx, fy = x[torch.from_numpy(attack_fake)], y[torch.from_numpy(attack_fake)]
     gen = torch.Generator().manual_seed(cfg.seed + 4)
     approx = attacks.purify_approximation(gen)
-    d["eot"] = {"attacked": "held-out fakes of the attack set", "samples": cfg.eot_samples,
-                "steps": cfg.pgd_steps}
+    d["eot"] = {
+        "attacked": "held-out fakes of the attack set",
+        "samples": cfg.eot_samples,
+        "steps": cfg.pgd_steps,
+    }
     p_clean_f = p_clean_attack[attack_fake]
     ones = np.ones(len(fx), dtype=bool)
     for e in cfg.eot_eps:
-        adv = attacks.to_uint8(_batched(lambda a, b, e=e: attacks.pgd(
-            pixel, a, b, e / 255, cfg.pgd_steps, generator=gen, transform=approx,
-            eot_samples=cfg.eot_samples), fx, fy))
-        d["eot"][f"pgd/{e}"] = {f"views={v}": summarize(purified(adv, v), ones, threshold,
-                                                         p_clean_f)
-                                for v in cfg.defence_views}
+        adv = attacks.to_uint8(
+            _batched(
+                lambda a, b, e=e: attacks.pgd(
+                    pixel,
+                    a,
+                    b,
+                    e / 255,
+                    cfg.pgd_steps,
+                    generator=gen,
+                    transform=approx,
+                    eot_samples=cfg.eot_samples,
+                ),
+                fx,
+                fy,
+            )
+        )
+        d["eot"][f"pgd/{e}"] = {
+            f"views={v}": summarize(purified(adv, v), ones, threshold, p_clean_f)
+            for v in cfg.defence_views
+        }
         d["eot"][f"pgd/{e}"]["undefended"] = summarize(score(adv), ones, threshold, p_clean_f)
         _log(f"  EOT eps {e}/255 done")
     report["defence"] = d

@@ -21,8 +21,10 @@ def _row(name: str, m: dict, asr: bool = True) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-HEAD = ("| condition | acc. on fakes | acc. on reals | AUC | attack success |\n"
-        "| --- | --- | --- | --- | --- |")
+HEAD = (
+    "| condition | acc. on fakes | acc. on reals | AUC | attack success |\n"
+    "| --- | --- | --- | --- | --- |"
+)
 
 
 def evasion_table(report: dict) -> str:
@@ -35,16 +37,25 @@ def evasion_table(report: dict) -> str:
     for section, label in (("whitebox", "white-box"), ("transfer", "transfer")):
         for kind in ("fgsm", "pgd"):
             for e in cfg["eps"]:
-                lines.append(_row(f"{label} {kind.upper()} {e}/255",
-                                  report[section][f"{kind}/{e}"]))
+                lines.append(
+                    _row(f"{label} {kind.upper()} {e}/255", report[section][f"{kind}/{e}"])
+                )
     for e in cfg["eps"]:
-        lines.append(_row(f"purified ({v1}) vs white-box PGD {e}/255 made without it",
-                          d[v1][f"whitebox pgd/{e}"]))
+        lines.append(
+            _row(
+                f"purified ({v1}) vs white-box PGD {e}/255 made without it",
+                d[v1][f"whitebox pgd/{e}"],
+            )
+        )
     for e in cfg["eps"]:
         lines.append(_row(f"purified ({v1}) vs transfer PGD {e}/255", d[v1][f"transfer pgd/{e}"]))
     for e in cfg["eot_eps"]:
-        lines.append(_row(f"purified ({v1}) vs adaptive EOT-PGD {e}/255 (fakes only)",
-                          d["eot"][f"pgd/{e}"][v1]))
+        lines.append(
+            _row(
+                f"purified ({v1}) vs adaptive EOT-PGD {e}/255 (fakes only)",
+                d["eot"][f"pgd/{e}"][v1],
+            )
+        )
     return "\n".join(lines)
 
 
@@ -64,8 +75,9 @@ def write_plots(report: dict, patch: np.ndarray, out_dir: Path) -> None:
         "white-box FGSM": [report["whitebox"][f"fgsm/{e}"]["acc_fake"] for e in eps],
         "white-box PGD": [report["whitebox"][f"pgd/{e}"]["acc_fake"] for e in eps],
         "transfer PGD": [report["transfer"][f"pgd/{e}"]["acc_fake"] for e in eps],
-        f"purified ({v1}), white-box PGD made without it":
-            [d[v1][f"whitebox pgd/{e}"]["acc_fake"] for e in eps],
+        f"purified ({v1}), white-box PGD made without it": [
+            d[v1][f"whitebox pgd/{e}"]["acc_fake"] for e in eps
+        ],
         f"purified ({v1}), transfer PGD": [d[v1][f"transfer pgd/{e}"]["acc_fake"] for e in eps],
     }
     for name, ys in series.items():
@@ -75,9 +87,14 @@ def write_plots(report: dict, patch: np.ndarray, out_dir: Path) -> None:
     ax.axhline(report["whitebox"]["clean"]["acc_fake"], color="grey", ls=":", label="clean")
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
-    ax.set(xticks=eps, xticklabels=[f"{e}/255" for e in eps], ylim=(-0.02, 1.02),
-           xlabel="L-inf eps", ylabel="held-out fakes called FAKE",
-           title="Evasion (test split, threshold from val)")
+    ax.set(
+        xticks=eps,
+        xticklabels=[f"{e}/255" for e in eps],
+        ylim=(-0.02, 1.02),
+        xlabel="L-inf eps",
+        ylabel="held-out fakes called FAKE",
+        title="Evasion (test split, threshold from val)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "evasion.png", dpi=110)
@@ -101,14 +118,18 @@ def write_plots(report: dict, patch: np.ndarray, out_dir: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
     flips = [r for r in runs.values() if r["kind"] in ("clean", "label flip")]
     axes[0].plot([100 * r["rate"] for r in flips], [r["auc"] for r in flips], "o-", label="AUC")
-    axes[0].plot([100 * r["rate"] for r in flips], [r["accuracy"] for r in flips], "s-",
-                 label="accuracy")
+    axes[0].plot(
+        [100 * r["rate"] for r in flips], [r["accuracy"] for r in flips], "s-", label="accuracy"
+    )
     axes[0].set(xlabel="training labels flipped (%)", title="Label flipping (test split)")
     axes[0].legend(fontsize=8)
     bds = [runs["clean"]] + [r for r in runs.values() if r["kind"] == "backdoor"]
     axes[1].bar([f"{100 * r['rate']:.0f}%" for r in bds], [r["trigger_success"] for r in bds])
-    axes[1].set(xlabel="training fakes stamped + labelled REAL", ylim=(0, 1),
-                title="Backdoor: triggered fakes called REAL")
+    axes[1].set(
+        xlabel="training fakes stamped + labelled REAL",
+        ylim=(0, 1),
+        title="Backdoor: triggered fakes called REAL",
+    )
     fig.tight_layout()
     fig.savefig(out_dir / "poisoning.png", dpi=110)
     plt.close(fig)
@@ -174,10 +195,12 @@ def write_markdown(report: dict, out_dir: Path) -> None:
         f"| off | {_f(report['processing']['none']['acc_fake'], True)} | "
         f"{_f(report['processing']['none']['acc_real'], True)} | "
         f"{_f(report['processing']['none']['auc'])} | {d['latency_ms_per_crop']['0']} |",
-        *[f"| {v} | {_f(d['clean'][f'views={v}']['acc_fake'], True)} | "
-          f"{_f(d['clean'][f'views={v}']['acc_real'], True)} | "
-          f"{_f(d['clean'][f'views={v}']['auc'])} | {d['latency_ms_per_crop'][str(v)]} |"
-          for v in views],
+        *[
+            f"| {v} | {_f(d['clean'][f'views={v}']['acc_fake'], True)} | "
+            f"{_f(d['clean'][f'views={v}']['acc_real'], True)} | "
+            f"{_f(d['clean'][f'views={v}']['auc'])} | {d['latency_ms_per_crop'][str(v)]} |"
+            for v in views
+        ],
         "",
         f"On {report['sets']['clean']['n']} test crops ({report['sets']['clean']['fake']} fake); "
         "latency: best of 3 over 64 crops, purification + model, on this machine while other "
@@ -193,8 +216,12 @@ def write_markdown(report: dict, out_dir: Path) -> None:
         f"{d['eot']['attacked']}):",
         "",
         HEAD,
-        *[_row(f"EOT-PGD {k}: {name}", m) for k, row in d["eot"].items() if isinstance(row, dict)
-          for name, m in row.items()],
+        *[
+            _row(f"EOT-PGD {k}: {name}", m)
+            for k, row in d["eot"].items()
+            if isinstance(row, dict)
+            for name, m in row.items()
+        ],
         "",
         "## 3. Universal patch",
         "",
@@ -238,11 +265,15 @@ def write_markdown(report: dict, out_dir: Path) -> None:
             for n in names:
                 v = vids[n]["results"][i]
                 p = v["probability_fake"]
-                cells.append(f"{v['prediction']} {p:.2f}" if p is not None else str(
-                    v["prediction"]))
+                cells.append(
+                    f"{v['prediction']} {p:.2f}" if p is not None else str(v["prediction"])
+                )
             md.append(f"| {r['file']} | {r['label']} | " + " | ".join(cells) + " |")
-        md.append("| right | | " + " | ".join(
-            f"{vids[n]['correct']}/{vids[n]['videos']}" for n in names) + " |")
+        md.append(
+            "| right | | "
+            + " | ".join(f"{vids[n]['correct']}/{vids[n]['videos']}" for n in names)
+            + " |"
+        )
         md.append("")
     md += [
         "## 5. Poisoning",
@@ -262,10 +293,12 @@ def write_markdown(report: dict, out_dir: Path) -> None:
         "| run | labels changed | test accuracy | AUC | acc. on fakes | acc. on reals | "
         "trigger success | train (s) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *[f"| {k} | {r['changed']} | {_f(r['accuracy'], True)} | {_f(r['auc'])} | "
-          f"{_f(r['acc_fake'], True)} | {_f(r['acc_real'], True)} | "
-          f"{_f(r['trigger_success'], True)} | {r['train_seconds']} |"
-          for k, r in pois["runs"].items()],
+        *[
+            f"| {k} | {r['changed']} | {_f(r['accuracy'], True)} | {_f(r['auc'])} | "
+            f"{_f(r['acc_fake'], True)} | {_f(r['acc_real'], True)} | "
+            f"{_f(r['trigger_success'], True)} | {r['train_seconds']} |"
+            for k, r in pois["runs"].items()
+        ],
         "",
         "![poisoning](poisoning.png)",
         "",

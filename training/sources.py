@@ -112,17 +112,38 @@ def _stylegan2_files(root: Path) -> Iterator[SourceFile]:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("dfdc", "DFDC face crops (../shared/data/dfdc_faces): real video frames and face "
-               "swaps of several methods", "DFDC Terms of Use: non-commercial research only",
-               False, _dfdc_files),
-        Source("lfw_swap", "LFW photos and classic 3D-model face swaps of them "
-               "(Rees451/faces-fake-vs-real, data/raw/LFW_faceswap only)",
-               "LFW: research use", True, _lfw_files),
-        Source("sd21", "Stable Diffusion 2.1 faces, fake only (gebaltso/SDFD, allImages/)",
-               "SDFD: research use, cite the SDFD paper", True, _sdfd_files),
-        Source("stylegan2", "FFHQ real faces and StyleGAN2 faces from thispersondoesnotexist "
-               "(dinablachman/realorfake, data/)", "FFHQ: CC BY-NC-SA 4.0; StyleGAN2 outputs: "
-               "NVIDIA Source Code License-NC (non-commercial)", True, _stylegan2_files),
+        Source(
+            "dfdc",
+            "DFDC face crops (../shared/data/dfdc_faces): real video frames and face "
+            "swaps of several methods",
+            "DFDC Terms of Use: non-commercial research only",
+            False,
+            _dfdc_files,
+        ),
+        Source(
+            "lfw_swap",
+            "LFW photos and classic 3D-model face swaps of them "
+            "(Rees451/faces-fake-vs-real, data/raw/LFW_faceswap only)",
+            "LFW: research use",
+            True,
+            _lfw_files,
+        ),
+        Source(
+            "sd21",
+            "Stable Diffusion 2.1 faces, fake only (gebaltso/SDFD, allImages/)",
+            "SDFD: research use, cite the SDFD paper",
+            True,
+            _sdfd_files,
+        ),
+        Source(
+            "stylegan2",
+            "FFHQ real faces and StyleGAN2 faces from thispersondoesnotexist "
+            "(dinablachman/realorfake, data/)",
+            "FFHQ: CC BY-NC-SA 4.0; StyleGAN2 outputs: "
+            "NVIDIA Source Code License-NC (non-commercial)",
+            True,
+            _stylegan2_files,
+        ),
     )
 }
 
@@ -223,15 +244,25 @@ def stage(
             if reason:
                 skipped[f"{source_file.source}/{source_file.label}: {reason}"] += 1
                 continue
-            rows.append({
-                "file": name, "label": source_file.label, "kind": source_file.kind,
-                "source": source_file.source, "group": source_file.group,
-                "split": split_of(f"{source_file.source}:{source_file.group}"
-                                  if source_file.source != "dfdc" else source_file.group, salt),
-            })
+            rows.append(
+                {
+                    "file": name,
+                    "label": source_file.label,
+                    "kind": source_file.kind,
+                    "source": source_file.source,
+                    "group": source_file.group,
+                    "split": split_of(
+                        f"{source_file.source}:{source_file.group}"
+                        if source_file.source != "dfdc"
+                        else source_file.group,
+                        salt,
+                    ),
+                }
+            )
     with open(out_dir / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "label", "kind", "source", "group",
-                                                "split"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["file", "label", "kind", "source", "group", "split"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     counts: dict = {}
@@ -245,9 +276,15 @@ def stage(
         "equalise": settings.__dict__,
         "face_padding": padding,
         "split_salt": salt,
-        "sources": {n: {"folder": os.fspath(r), "description": SOURCES[n].description,
-                        "licence": SOURCES[n].licence, "equalised": SOURCES[n].equalise}
-                    for n, r in roots.items()},
+        "sources": {
+            n: {
+                "folder": os.fspath(r),
+                "description": SOURCES[n].description,
+                "licence": SOURCES[n].licence,
+                "equalised": SOURCES[n].equalise,
+            }
+            for n, r in roots.items()
+        },
     }
     (out_dir / "staging.json").write_text(json.dumps(report, indent=1))
     return report

@@ -102,8 +102,10 @@ def balanced_buckets(samples: list[Sample]) -> tuple[list[np.ndarray], np.ndarra
     30,000 crops, and no source's real photos are outweighed by another's fakes.
     """
     keys = sorted({(s.source, s.kind or str(s.is_fake)) for s in samples})
-    buckets = [np.array([i for i, s in enumerate(samples) if (s.source, s.kind or str(s.is_fake))
-                         == key]) for key in keys]
+    buckets = [
+        np.array([i for i, s in enumerate(samples) if (s.source, s.kind or str(s.is_fake)) == key])
+        for key in keys
+    ]
     fake = np.array([samples[b[0]].is_fake for b in buckets])
     n_real, n_fake = int((~fake).sum()), int(fake.sum())
     if n_real == 0 or n_fake == 0:
@@ -113,14 +115,16 @@ def balanced_buckets(samples: list[Sample]) -> tuple[list[np.ndarray], np.ndarra
     return buckets, shares
 
 
-def _batch_indices(buckets: list[np.ndarray], shares: np.ndarray, batch: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def _batch_indices(
+    buckets: list[np.ndarray], shares: np.ndarray, batch: int, rng: np.random.Generator
+) -> np.ndarray:
     chosen = rng.choice(len(buckets), size=batch, p=shares)
     return np.array([buckets[b][rng.integers(len(buckets[b]))] for b in chosen])
 
 
-def _load_head(model: nn.Module, src: nn.Module, labels: tuple[str, ...],
-               src_labels: tuple[str, ...]) -> None:
+def _load_head(
+    model: nn.Module, src: nn.Module, labels: tuple[str, ...], src_labels: tuple[str, ...]
+) -> None:
     """Copy a checkpoint into ``model`` whose head may name other classes: rows are matched by
     label; a new fake class starts from the old FAKE row."""
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("model.classifier")}
@@ -129,8 +133,11 @@ def _load_head(model: nn.Module, src: nn.Module, labels: tuple[str, ...],
     new = model.model.classifier[-1]
     with torch.no_grad():
         for i, label in enumerate(labels):
-            j = src_labels.index(label) if label in src_labels else (
-                src_labels.index("FAKE") if "FAKE" in src_labels else 0)
+            j = (
+                src_labels.index(label)
+                if label in src_labels
+                else (src_labels.index("FAKE") if "FAKE" in src_labels else 0)
+            )
             new.weight[i] = old_w[j]
             new.bias[i] = old_b[j]
 
@@ -168,8 +175,9 @@ def train(cfg: TrainConfig) -> dict:
     labels_csv = cfg.labels_csv or str(Path(cfg.data_dir) / "labels.csv")
 
     labels = SIGNAL_LABELS if table_has_kinds(labels_csv) else LABELS
-    samples = [s for s in read_labels(labels_csv, cfg.data_dir, labels)
-               if s.source not in cfg.leave_out]
+    samples = [
+        s for s in read_labels(labels_csv, cfg.data_dir, labels) if s.source not in cfg.leave_out
+    ]
     splits = split_samples(samples, cfg.split_salt)
     splits = {name: _subset(items, cfg.limit) for name, items in splits.items()}
     write_split(splits, run_dir / "splits.json", cfg.split_salt)
@@ -178,13 +186,18 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"too few images: {len(train_set)} train, {len(val_set)} val")
 
     model_config = ModelConfig(
-        version="dev", input_size=cfg.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        labels=labels, dropout=cfg.dropout,
+        version="dev",
+        input_size=cfg.input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        labels=labels,
+        dropout=cfg.dropout,
     )
     model, init_desc = _initial_model(cfg, model_config)
     model.to(device).to(memory_format=torch.channels_last)
-    for param in model.model.features[: cfg.freeze_blocks + 1 if cfg.freeze_blocks else 0
-                                      ].parameters():
+    for param in model.model.features[
+        : cfg.freeze_blocks + 1 if cfg.freeze_blocks else 0
+    ].parameters():
         param.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -211,8 +224,11 @@ def train(cfg: TrainConfig) -> dict:
     else:
         torch.manual_seed(cfg.seed)
         _log(run_dir, f"init: {init_desc}")
-    _log(run_dir, f"device {device}, threads {cfg.threads}, train {len(train_set)} val "
-         f"{len(val_set)} images, {steps_per_epoch} steps/epoch, {total_steps} steps total")
+    _log(
+        run_dir,
+        f"device {device}, threads {cfg.threads}, train {len(train_set)} val "
+        f"{len(val_set)} images, {steps_per_epoch} steps/epoch, {total_steps} steps total",
+    )
 
     train_images = predecode(train_set, cfg.input_size, "decode train")
     val_images = predecode(val_set, cfg.input_size, "decode val")
@@ -223,9 +239,13 @@ def train(cfg: TrainConfig) -> dict:
     def save_last() -> None:
         torch.save(
             {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "best_auc": best_auc,
-                "torch_rng": torch.get_rng_state(), "history": history,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "best_auc": best_auc,
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
                 "train_seconds": train_seconds,
             },
             str(last_path) + ".tmp",
@@ -238,8 +258,13 @@ def train(cfg: TrainConfig) -> dict:
         probs = predict_fake_prob(model, list(val_images), model_config, 64, device)
         auc = roc_auc(val_fake, probs)
         acc = float(((probs >= 0.5) == val_fake).mean())
-        entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "val_auc": auc,
-                 "val_acc@0.5": acc, "train_minutes": round(train_seconds / 60, 2)}
+        entry = {
+            "step": step,
+            "epoch": round(step / steps_per_epoch, 3),
+            "val_auc": auc,
+            "val_acc@0.5": acc,
+            "train_minutes": round(train_seconds / 60, 2),
+        }
         for source in sorted(set(val_sources) - {""}):
             mask = val_sources == source
             if val_fake[mask].all() or not val_fake[mask].any():
@@ -250,12 +275,20 @@ def train(cfg: TrainConfig) -> dict:
         improved = auc > best_auc
         if improved:
             best_auc = auc
-            meta = {"step": step, "val_auc": auc, "train_config": asdict(cfg), "init": init_desc,
-                    "train_minutes": round(train_seconds / 60, 2)}
+            meta = {
+                "step": step,
+                "val_auc": auc,
+                "train_config": asdict(cfg),
+                "init": init_desc,
+                "train_minutes": round(train_seconds / 60, 2),
+            }
             save_checkpoint(model, model_config, run_dir / BEST, meta)
         per_source = " ".join(f"{k} {v}" for k, v in entry.items() if "/" in k)
-        _log(run_dir, f"val step {step} epoch {entry['epoch']}: auc {auc:.4f} acc@0.5 {acc:.4f}"
-             f"{' (best)' if improved else ''} {per_source} [{time.monotonic() - t0:.0f}s]")
+        _log(
+            run_dir,
+            f"val step {step} epoch {entry['epoch']}: auc {auc:.4f} acc@0.5 {acc:.4f}"
+            f"{' (best)' if improved else ''} {per_source} [{time.monotonic() - t0:.0f}s]",
+        )
 
     model.train()
     stopped = "finished"
@@ -294,8 +327,11 @@ def train(cfg: TrainConfig) -> dict:
         bar.update(1)
         if step % 50 == 0:
             lr = scheduler.get_last_lr()[0]
-            _log(run_dir, f"step {step} loss {np.mean(running):.4f} lr {lr:.2e} "
-                 f"{train_seconds / max(step, 1):.2f}s/step(avg)")
+            _log(
+                run_dir,
+                f"step {step} loss {np.mean(running):.4f} lr {lr:.2e} "
+                f"{train_seconds / max(step, 1):.2f}s/step(avg)",
+            )
             running = []
         if step % steps_per_epoch == 0 or (cfg.val_every and step % cfg.val_every == 0):
             validate()
@@ -305,12 +341,16 @@ def train(cfg: TrainConfig) -> dict:
         validate()
     save_last()
     summary = {
-        "stopped": stopped, "step": step, "total_steps": total_steps,
-        "epochs_done": round(step / steps_per_epoch, 3), "best_val_auc": best_auc,
+        "stopped": stopped,
+        "step": step,
+        "total_steps": total_steps,
+        "epochs_done": round(step / steps_per_epoch, 3),
+        "best_val_auc": best_auc,
         "train_minutes": round(train_seconds / 60, 2),
         "wall_minutes_this_invocation": round((time.monotonic() - t_invocation) / 60, 2),
         "device": str(device),
-        "machine": f"{platform.machine()}, {cfg.threads} threads", "history": history,
+        "machine": f"{platform.machine()}, {cfg.threads} threads",
+        "history": history,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     _log(run_dir, f"stopped ({stopped}) at step {step}; best val auc {best_auc:.4f}")

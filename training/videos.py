@@ -16,8 +16,9 @@ from shared.config import settings
 from training.aggregation import compare_rules
 
 
-def analyzer_for(checkpoint: Path, threshold: float | None = None, threads: int = 0,
-                 engine: str = "torch") -> Analyzer:
+def analyzer_for(
+    checkpoint: Path, threshold: float | None = None, threads: int = 0, engine: str = "torch"
+) -> Analyzer:
     detector = Detector.from_checkpoint(checkpoint, threads, engine)
     return Analyzer(
         detector=detector,

@@ -49,21 +49,37 @@ SINGLE = [
     ("empty", lambda t: b"", "empty.jpg", 400),
     ("text-renamed-jpg", lambda t: b"hello, world\n" * 20, "photo.jpg", 415),
     ("html-renamed-jpg", lambda t: b"<!doctype html><html><body>hi</body></html>", "a.jpg", 415),
-    ("svg", lambda t: b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', "a.svg",
-     415),
+    (
+        "svg",
+        lambda t: b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
+        "a.svg",
+        415,
+    ),
     ("pdf", lambda t: b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "doc.jpg", 415),
     ("zip", lambda t: _zip(), "faces.zip", 415),
     ("random-bytes", lambda t: bytes(range(256)) * 40, "noise.png", 415),
     ("elf-binary", lambda t: b"\x7fELF\x02\x01\x01" + b"\x00" * 500, "run.jpg", 415),
     ("psd", lambda t: b"8BPS\x00\x01" + b"\x00" * 200, "layers.psd", 415),
     ("truncated-jpeg", lambda t: _jpeg()[:700], "cut.jpg", "failed:image_corrupt"),
-    ("truncated-png", lambda t: media.image_bytes(size=(300, 200))[:500], "cut.png",
-     "failed:image_corrupt"),
-    ("jpeg-header-then-garbage", lambda t: _jpeg()[:20] + b"\x13" * 4000, "bad.jpg",
-     "failed:image_corrupt"),
+    (
+        "truncated-png",
+        lambda t: media.image_bytes(size=(300, 200))[:500],
+        "cut.png",
+        "failed:image_corrupt",
+    ),
+    (
+        "jpeg-header-then-garbage",
+        lambda t: _jpeg()[:20] + b"\x13" * 4000,
+        "bad.jpg",
+        "failed:image_corrupt",
+    ),
     ("png-bomb", lambda t: media.png_bomb(), "bomb.png", "failed:image_too_large"),
-    ("png-wide-bomb", lambda t: media.png_bomb(1_000_000, 100), "wide.png",
-     "failed:image_too_large"),
+    (
+        "png-wide-bomb",
+        lambda t: media.png_bomb(1_000_000, 100),
+        "wide.png",
+        "failed:image_too_large",
+    ),
     ("one-pixel", lambda t: media.image_bytes(size=(1, 1)), "dot.png", "no_face"),
     ("cmyk-jpeg", lambda t: media.image_bytes(mode="CMYK", fmt="JPEG"), "cmyk.jpg", "no_face"),
     ("sixteen-bit-png", lambda t: media.image_bytes(mode="I;16"), "deep.png", "no_face"),
@@ -77,10 +93,18 @@ SINGLE = [
     ("real-face-crop", lambda t: _share(REAL_CROP), "face.jpg", "ok"),
     ("image-named-mp4", lambda t: _share(REAL_CROP), "clip.mp4", "ok"),
     ("corrupt-mp4", lambda t: _share(REAL_VIDEO)[:3000], "cut.mp4", "failed:video_corrupt"),
-    ("mp4-header-then-garbage", lambda t: _share(REAL_VIDEO)[:64] + b"\x00\x01" * 5000,
-     "bad.mp4", "failed:video_corrupt"),
-    ("mp4-cut-in-half", lambda t: _share(REAL_VIDEO)[: len(_share(REAL_VIDEO)) // 2], "half.mp4",
-     "ok|failed"),
+    (
+        "mp4-header-then-garbage",
+        lambda t: _share(REAL_VIDEO)[:64] + b"\x00\x01" * 5000,
+        "bad.mp4",
+        "failed:video_corrupt",
+    ),
+    (
+        "mp4-cut-in-half",
+        lambda t: _share(REAL_VIDEO)[: len(_share(REAL_VIDEO)) // 2],
+        "half.mp4",
+        "ok|failed",
+    ),
     ("zero-frame-mp4", lambda t: _mp4(t, frames=0), "empty.mp4", "failed:video_corrupt"),
     ("zero-fps-avi", lambda t: media.avi_bytes(zero_rate=True, tmp=t), "zero.avi", "ok|failed"),
     ("video-without-faces", lambda t: _mp4(t, frames=20), "noise.mp4", "no_face"),
@@ -92,8 +116,9 @@ SINGLE = [
 
 def _rotated_face_video(tmp_path: Path) -> bytes:
     crop = Path(__file__).resolve().parents[2].parent / "shared" / "data" / REAL_CROP
-    return media.write_video(tmp_path / "phone.mp4", frames=20, size=(320, 240), face_from=crop,
-                             rotate_90=True).read_bytes()
+    return media.write_video(
+        tmp_path / "phone.mp4", frames=20, size=(320, 240), face_from=crop, rotate_90=True
+    ).read_bytes()
 
 
 def _submit(client, files, **form):
@@ -148,11 +173,23 @@ def test_batch_with_bad_files_processes_the_rest(client):
     assert job["status"] == "succeeded"
     items = job["result"]["items"]
     codes = [item.get("error", {}).get("code") for item in items]
-    assert codes == [None, "unsupported_media_type", "image_too_large", "image_corrupt",
-                     "video_in_batch", "empty_file", None]
-    assert job["result"]["summary"] == {"total": 7, "processed": 2, "failed": 5, "fake":
-                                        items[0]["prediction"] == "FAKE", "real":
-                                        items[0]["prediction"] == "REAL", "no_face": 1}
+    assert codes == [
+        None,
+        "unsupported_media_type",
+        "image_too_large",
+        "image_corrupt",
+        "video_in_batch",
+        "empty_file",
+        None,
+    ]
+    assert job["result"]["summary"] == {
+        "total": 7,
+        "processed": 2,
+        "failed": 5,
+        "fake": items[0]["prediction"] == "FAKE",
+        "real": items[0]["prediction"] == "REAL",
+        "no_face": 1,
+    }
 
 
 def test_batch_of_only_bad_files_and_too_many_files(client, override_settings):
@@ -207,9 +244,12 @@ def test_missing_duplicated_and_malformed_fields(client):
     _check_error_shape(client.post("/v1/jobs", data="raw body", content_type="image/jpeg"), 400)
     two = [(io.BytesIO(_jpeg()), "a.jpg"), (io.BytesIO(_jpeg()), "b.jpg")]
     _check_error_shape(_submit(client, {"file": two}), 400)
-    response = client.post("/v1/jobs", headers={"Idempotency-Key": "k" * 300},
-                           data={"file": (io.BytesIO(_jpeg()), "a.jpg")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/v1/jobs",
+        headers={"Idempotency-Key": "k" * 300},
+        data={"file": (io.BytesIO(_jpeg()), "a.jpg")},
+        content_type="multipart/form-data",
+    )
     _check_error_shape(response, 400)
 
 
@@ -217,8 +257,9 @@ def test_over_the_limit_is_413_and_nothing_is_stored(app):
     app.config["MAX_CONTENT_LENGTH"] = 50_000
     before = set(settings.storage_dir.iterdir()) if settings.storage_dir.exists() else set()
     big = media.image_bytes(size=(400, 400), fmt="BMP")
-    response = app.test_client().post("/v1/jobs", data={"file": (io.BytesIO(big), "big.bmp")},
-                                      content_type="multipart/form-data")
+    response = app.test_client().post(
+        "/v1/jobs", data={"file": (io.BytesIO(big), "big.bmp")}, content_type="multipart/form-data"
+    )
     _check_error_shape(response, 413)
     after = set(settings.storage_dir.iterdir()) if settings.storage_dir.exists() else set()
     assert after == before

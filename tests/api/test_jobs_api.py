@@ -39,8 +39,17 @@ def test_submit_image_answers_202_with_location(client, face_crops):
     job = response.get_json()
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["kind"] == "image" and job["status"] == "queued"
-    assert set(job) >= {"id", "kind", "status", "progress", "created_at", "started_at",
-                        "finished_at", "error", "result"}
+    assert set(job) >= {
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+        "result",
+    }
     assert job["created_at"].endswith("+00:00")
     again = client.get(job["links"]["self"]).get_json()
     assert again["id"] == job["id"] and again["status"] == "queued"
@@ -99,8 +108,10 @@ def test_missing_and_duplicated_fields(client):
     _error(client.post("/v1/jobs"), 400, "missing_field")
     two = [(io.BytesIO(media.image_bytes()), "a.png"), (io.BytesIO(media.image_bytes()), "b.png")]
     _error(client.post("/v1/jobs", data={"file": two}, content_type="multipart/form-data"), 400)
-    both = {"file": (io.BytesIO(media.image_bytes()), "a.png"),
-            "files": (io.BytesIO(media.image_bytes()), "b.png")}
+    both = {
+        "file": (io.BytesIO(media.image_bytes()), "a.png"),
+        "files": (io.BytesIO(media.image_bytes()), "b.png"),
+    }
     _error(client.post("/v1/jobs", data=both, content_type="multipart/form-data"), 400)
 
 
@@ -144,8 +155,9 @@ def test_unknown_job_wrong_method_unknown_route(client):
 
 
 def test_pagination_walks_every_job_once(client, face_crops):
-    created = {_upload(client, face_crops["fake"][i % 8].read_bytes()).get_json()["id"]
-               for i in range(5)}
+    created = {
+        _upload(client, face_crops["fake"][i % 8].read_bytes()).get_json()["id"] for i in range(5)
+    }
     seen: list[str] = []
     cursor = None
     while True:
@@ -197,8 +209,12 @@ def test_idempotency_key(client, face_crops):
     data = face_crops["real"][2].read_bytes()
 
     def post(payload: bytes):
-        return client.post("/v1/jobs", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(payload), "x.jpg")})
+        return client.post(
+            "/v1/jobs",
+            headers=headers,
+            content_type="multipart/form-data",
+            data={"file": (io.BytesIO(payload), "x.jpg")},
+        )
 
     first = post(data)
     assert first.status_code == 202
@@ -213,8 +229,16 @@ def test_health_readiness_and_openapi(client):
     assert ready.status_code == 200 and all(ready.get_json()["checks"].values())
     spec = client.get("/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/frames", "/healthz",
-                 "/readyz", "/predict", "/predict/batch", "/predict/video"):
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/frames",
+        "/healthz",
+        "/readyz",
+        "/predict",
+        "/predict/batch",
+        "/predict/video",
+    ):
         assert path in spec["paths"]
 
 
@@ -241,8 +265,15 @@ def test_running_job_reports_an_eta(client, face_crops):
     job = _upload(client, face_crops["real"][0].read_bytes()).get_json()
     assert job["progress"]["eta_s"] is None
     with session_scope() as session:  # as a worker 10 s into a 40-step job would have left it
-        session.execute(update(Job).where(Job.id == job["id"]).values(
-            status="running", started_at=utcnow() - timedelta(seconds=10),
-            progress_done=10, progress_total=40))
+        session.execute(
+            update(Job)
+            .where(Job.id == job["id"])
+            .values(
+                status="running",
+                started_at=utcnow() - timedelta(seconds=10),
+                progress_done=10,
+                progress_total=40,
+            )
+        )
     eta = client.get(f"/v1/jobs/{job['id']}").get_json()["progress"]["eta_s"]
     assert 29 <= eta <= 32

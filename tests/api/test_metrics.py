@@ -21,8 +21,9 @@ def _scrape(client) -> dict[tuple[str, tuple], float]:
 
 
 def _run(client, data: bytes, name: str) -> str:
-    job = client.post("/v1/jobs", data={"file": (io.BytesIO(data), name)},
-                      content_type="multipart/form-data").get_json()
+    job = client.post(
+        "/v1/jobs", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data"
+    ).get_json()
     run_job_here(job["id"])
     return job["id"]
 

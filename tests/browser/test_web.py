@@ -76,11 +76,20 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
     save_shot(driver, artifacts, "image-result", driver.find_element(By.ID, "result"), docs=True)
 
     driver.find_element(By.CSS_SELECTOR, "label[for=heatmap-toggle]").click()
-    wait(driver, lambda d: js(d, "const h = document.querySelector('.stage .heat');"
-                                 "return !h.hidden && h.complete && h.naturalWidth > 0"),
-         30, "heatmap image did not load")
-    heat_size = js(driver, "const h = document.querySelector('.stage .heat');"
-                           "return [h.naturalWidth, h.naturalHeight]")
+    wait(
+        driver,
+        lambda d: js(
+            d,
+            "const h = document.querySelector('.stage .heat');"
+            "return !h.hidden && h.complete && h.naturalWidth > 0",
+        ),
+        30,
+        "heatmap image did not load",
+    )
+    heat_size = js(
+        driver,
+        "const h = document.querySelector('.stage .heat');return [h.naturalWidth, h.naturalHeight]",
+    )
     if "width" in result:
         assert heat_size == [result["width"], result["height"]]
     save_shot(driver, artifacts, "image-heatmap", driver.find_element(By.ID, "result"))
@@ -88,8 +97,15 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
     # Reopened by URL the original is gone: the heatmap version is shown, with the same boxes.
     page.open(f"/jobs/{job_id}")
     page.wait_finished()
-    wait(driver, lambda d: js(d, "const b = document.querySelector('.stage .base');"
-                                 "return !!b && b.complete && b.naturalWidth > 0"), 30)
+    wait(
+        driver,
+        lambda d: js(
+            d,
+            "const b = document.querySelector('.stage .base');"
+            "return !!b && b.complete && b.naturalWidth > 0",
+        ),
+        30,
+    )
     assert len(driver.find_elements(By.CSS_SELECTOR, ".stage .face-box")) == len(result["faces"])
     assert f"({result['prediction']})" in page.text("verdict")
     save_shot(driver, artifacts, "image-reopened")
@@ -145,8 +161,10 @@ def test_batch_counts_and_sorting(page, face_crops, artifacts, created):
     assert summary["total"] == 2
 
     driver = page.driver
-    shown = {el.get_attribute("data-count"): int(el.find_element(By.CLASS_NAME, "number").text)
-             for el in driver.find_elements(By.CSS_SELECTOR, ".counts .count")}
+    shown = {
+        el.get_attribute("data-count"): int(el.find_element(By.CLASS_NAME, "number").text)
+        for el in driver.find_elements(By.CSS_SELECTOR, ".counts .count")
+    }
     assert shown == {k: summary[k] for k in ("fake", "real", "no_face", "failed")}
     cards = driver.find_elements(By.CSS_SELECTOR, ".grid .card")
     assert len(cards) == 2
@@ -155,8 +173,10 @@ def test_batch_counts_and_sorting(page, face_crops, artifacts, created):
     Select(driver.find_element(By.ID, "batch-sort")).select_by_value("desc")
     cards = driver.find_elements(By.CSS_SELECTOR, ".grid .card")
     order = [int(c.get_attribute("data-index")) for c in cards]
-    scored = sorted((i for i in job["result"]["items"] if i.get("probability_fake") is not None),
-                    key=lambda i: -i["probability_fake"])
+    scored = sorted(
+        (i for i in job["result"]["items"] if i.get("probability_fake") is not None),
+        key=lambda i: -i["probability_fake"],
+    )
     assert order[: len(scored)] == [i["index"] for i in scored]
     save_shot(driver, artifacts, "batch-result", driver.find_element(By.ID, "result"))
 
@@ -328,8 +348,11 @@ def test_keyboard_reaches_the_drop_zone_with_visible_focus(page):
         if js(driver, "return document.activeElement.id") == "media":
             break
     assert js(driver, "return document.activeElement.id") == "media"
-    style = js(driver, "const s = getComputedStyle(document.getElementById('dropzone'));"
-                       "return [s.outlineStyle, s.outlineWidth]")
+    style = js(
+        driver,
+        "const s = getComputedStyle(document.getElementById('dropzone'));"
+        "return [s.outlineStyle, s.outlineWidth]",
+    )
     assert style == ["solid", "3px"], "the drop zone shows the focused input"
 
 

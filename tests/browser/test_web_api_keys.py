@@ -56,8 +56,15 @@ def test_page_asks_for_the_key_then_works_with_it(driver, keyed_service, face_cr
     job_id = page.job_id()
     assert page.wait_finished() == "Finished."
     driver.find_element(By.CSS_SELECTOR, "label[for=heatmap-toggle]").click()
-    wait(driver, lambda d: js(d, "const h = document.querySelector('.stage .heat');"
-                                 "return !h.hidden && h.complete && h.naturalWidth > 0"), 30)
+    wait(
+        driver,
+        lambda d: js(
+            d,
+            "const h = document.querySelector('.stage .heat');"
+            "return !h.hidden && h.complete && h.naturalWidth > 0",
+        ),
+        30,
+    )
     listed = f"#history li[data-job='{job_id}']"
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, listed), 10)
     js(driver, "localStorage.removeItem('rrr.apiKey')")

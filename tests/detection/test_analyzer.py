@@ -82,7 +82,9 @@ def test_video_keyframe_sampling_rows_carry_the_keyframes(analyzer, video_paths)
     assert result["sampling"] == "keyframes"
     # this clip's keyframes are frames 0 and 163 (5.439 s at 29.97 fps): samples 0 and 6
     assert [(f["index"], f["frame_number"], f["timestamp_s"]) for f in frames] == [
-        (0, 0, 0.0), (6, 163, 5.439)]
+        (0, 0, 0.0),
+        (6, 163, 5.439),
+    ]
     assert result["frames_analyzed"] == 2
 
 

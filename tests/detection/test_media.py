@@ -82,8 +82,13 @@ def test_corrupt_video_fails_cleanly(tmp_path, video_paths):
 
 
 def test_rotation_metadata_is_honoured(tmp_path, face_crops):
-    path = media.write_video(tmp_path / "phone.mp4", frames=10, size=(320, 240),
-                             face_from=face_crops["real"][0], rotate_90=True)
+    path = media.write_video(
+        tmp_path / "phone.mp4",
+        frames=10,
+        size=(320, 240),
+        face_from=face_crops["real"][0],
+        rotate_90=True,
+    )
     info = probe_video(path)
     assert (info.width, info.height) == (240, 320)
     frame = next(sample_frames(path, info, 1.0, 1))
@@ -97,8 +102,11 @@ def test_ranges_of_samples_decode_to_the_same_frames_as_one_pass(video_paths, na
     path = next(p for p in video_paths if p.name == name)
     info = probe_video(path)
     whole = list(sample_frames(path, info, 2.0, 1000))
-    pieces = [f for first, end in ((0, 7), (7, 15), (15, 1000))
-              for f in sample_frames(path, info, 2.0, 1000, first=first, end=end)]
+    pieces = [
+        f
+        for first, end in ((0, 7), (7, 15), (15, 1000))
+        for f in sample_frames(path, info, 2.0, 1000, first=first, end=end)
+    ]
     assert [(f.index, f.frame_number) for f in pieces] == [(f.index, f.frame_number) for f in whole]
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(pieces, whole, strict=True))
 
@@ -128,8 +136,11 @@ def _keyframe_numbers(path) -> set[int]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         rate, start = float(stream.average_rate), stream.start_time or 0
-        return {round(float((p.pts - start) * stream.time_base) * rate)
-                for p in container.demux(stream) if p.is_keyframe and p.pts is not None}
+        return {
+            round(float((p.pts - start) * stream.time_base) * rate)
+            for p in container.demux(stream)
+            if p.is_keyframe and p.pts is not None
+        }
 
 
 @pytest.mark.parametrize("sampling", ["exact", "keyframes"])
@@ -140,10 +151,14 @@ def test_one_sample_segments_equal_one_pass(gop_video, sampling):
     assert info.frame_count == 240 and info.fps == 30
     whole = list(sample_frames(gop_video, info, 3.0, 1000, sampling=sampling))
     assert len(whole) >= 8
-    pieces = [f for k in range(info.expected_samples(3.0, 1000))
-              for f in sample_frames(gop_video, info, 3.0, 1000, k, k + 1, sampling=sampling)]
+    pieces = [
+        f
+        for k in range(info.expected_samples(3.0, 1000))
+        for f in sample_frames(gop_video, info, 3.0, 1000, k, k + 1, sampling=sampling)
+    ]
     assert [(f.index, f.frame_number, f.timestamp_s) for f in pieces] == [
-        (f.index, f.frame_number, f.timestamp_s) for f in whole]
+        (f.index, f.frame_number, f.timestamp_s) for f in whole
+    ]
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(pieces, whole, strict=True))
 
 
@@ -162,8 +177,11 @@ def test_segments_equal_one_pass_in_other_containers(gop_video, tmp_path, extens
     info = probe_video(path)
     whole = [(f.index, f.frame_number) for f in sample_frames(path, info, 3.0, 1000)]
     assert whole == [(k, 10 * k) for k in range(24)]
-    pieces = [(f.index, f.frame_number) for k in range(24)
-              for f in sample_frames(path, info, 3.0, 1000, k, k + 1)]
+    pieces = [
+        (f.index, f.frame_number)
+        for k in range(24)
+        for f in sample_frames(path, info, 3.0, 1000, k, k + 1)
+    ]
     assert pieces == whole
 
 
@@ -181,7 +199,8 @@ def test_exact_samples_are_the_frames_of_a_full_decode(gop_video):
     for rate in (0.3, 0.7, 1.0, 7.0):
         samples = list(sample_frames(gop_video, info, rate, 1000))
         assert [f.frame_number for f in samples] == [
-            info.frame_for_sample(k, rate) for k in range(info.expected_samples(rate, 1000))]
+            info.frame_for_sample(k, rate) for k in range(info.expected_samples(rate, 1000))
+        ]
         assert all(np.array_equal(f.rgb, every[f.frame_number]) for f in samples), rate
 
 
@@ -198,8 +217,10 @@ def test_keyframe_sampling_returns_keyframes_only_in_order(gop_video):
     # skipped; indices and timestamps only ever grow
     fast = list(sample_frames(gop_video, info, 6.0, 1000, sampling="keyframes"))
     assert [f.frame_number for f in fast] == sorted(keyframes)
-    assert all(a.timestamp_s < b.timestamp_s and a.index < b.index
-               for a, b in zip(fast, fast[1:], strict=False))
+    assert all(
+        a.timestamp_s < b.timestamp_s and a.index < b.index
+        for a, b in zip(fast, fast[1:], strict=False)
+    )
 
 
 def test_keyframe_sampling_on_a_shared_clip(video_paths):
@@ -218,8 +239,13 @@ def test_rotated_frames_match_a_rotation_aware_decoder(tmp_path, face_crops):
     import cv2
     import numpy as np
 
-    path = media.write_video(tmp_path / "phone.mp4", frames=10, size=(320, 240),
-                             face_from=face_crops["real"][0], rotate_90=True)
+    path = media.write_video(
+        tmp_path / "phone.mp4",
+        frames=10,
+        size=(320, 240),
+        face_from=face_crops["real"][0],
+        rotate_90=True,
+    )
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     ok, bgr = capture.read()
@@ -235,8 +261,10 @@ def test_rotated_frames_match_a_rotation_aware_decoder(tmp_path, face_crops):
     [
         (lambda share, tmp: share[:2000], "video_corrupt"),
         (lambda share, tmp: share[:64] + b"\x00\x01" * 5000, "video_corrupt"),
-        (lambda share, tmp: media.write_video(tmp / "v.mp4", frames=0).read_bytes(),
-         "video_corrupt"),
+        (
+            lambda share, tmp: media.write_video(tmp / "v.mp4", frames=0).read_bytes(),
+            "video_corrupt",
+        ),
     ],
     ids=["truncated", "header-then-garbage", "no-frames"],
 )

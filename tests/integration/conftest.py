@@ -14,7 +14,9 @@ from tests.support.service import Processes
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # the Redis database these tests flush: give each checkout running the suite at once its own
 REDIS_DB = int(os.environ.get("RRR_TEST_REDIS_DB", "11"))
-PG_ADMIN_URL = os.environ.get("RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _require(service: str, check) -> None:

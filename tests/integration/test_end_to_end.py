@@ -9,11 +9,27 @@ from tests.support.service import Client, Processes, free_port
 
 pytestmark = pytest.mark.integration
 
-IMAGE_RESULT_KEYS = {"prediction", "probability_fake", "probability_real", "confidence",
-                     "threshold", "faces", "model", "timings_ms"}
-VIDEO_RESULT_KEYS = {"prediction", "probability_fake", "frames_total", "frames_analyzed",
-                     "frames_with_faces", "duration_s", "fps", "sample_fps",
-                     "suspicious_segments"}
+IMAGE_RESULT_KEYS = {
+    "prediction",
+    "probability_fake",
+    "probability_real",
+    "confidence",
+    "threshold",
+    "faces",
+    "model",
+    "timings_ms",
+}
+VIDEO_RESULT_KEYS = {
+    "prediction",
+    "probability_fake",
+    "frames_total",
+    "frames_analyzed",
+    "frames_with_faces",
+    "duration_s",
+    "fps",
+    "sample_fps",
+    "suspicious_segments",
+}
 
 
 def _check_image_batch_video(api: Client, face_crops, video) -> None:

@@ -60,8 +60,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -91,9 +100,7 @@ def private_redis():
     server.kill()
 
 
-def test_broker_restart_loses_no_job(
-    processes: Processes, private_redis, postgres_url, face_crops
-):
+def test_broker_restart_loses_no_job(processes: Processes, private_redis, postgres_url, face_crops):
     processes.env.update(
         RRR_DATABASE_URL=postgres_url,
         RRR_BROKER_URL=f"redis://127.0.0.1:{private_redis.port}/0",

@@ -24,9 +24,22 @@ def test_two_thousand_jobs_nothing_lost(processes: Processes, redis_url, postgre
     )
     assert processes.run("db", "upgrade").returncode == 0
     port = free_port()
-    gunicorn = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "gthread",
-                "--threads", "16", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-                "api:create_app()"]
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "16",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "api:create_app()",
+    ]
     processes.start_command("gunicorn", gunicorn)
     processes.start("worker")
     processes.start("worker")
@@ -39,4 +52,3 @@ def test_two_thousand_jobs_nothing_lost(processes: Processes, redis_url, postgre
     assert report.http_status == {202: 2000}, summary
     assert report.server_errors == 0 and report.lost == 0, summary
     assert report.job_status == {"succeeded": 2000}, summary
-

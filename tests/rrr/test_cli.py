@@ -17,11 +17,19 @@ def test_explain_writes_a_heatmap(face_crops, tmp_path):
 
 
 def test_service_refuses_to_start_without_weights(tmp_path):
-    env = {"RRR_WEIGHTS_PATH": str(tmp_path / "missing.pt"), "RRR_VAR_DIR": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "RRR_WEIGHTS_PATH": str(tmp_path / "missing.pt"),
+        "RRR_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
     for command in (["up"], ["worker"]):
-        done = subprocess.run([sys.executable, "-m", "rrr", *command], env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "rrr", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 1
         assert "model weights not found" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1

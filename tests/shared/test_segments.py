@@ -20,8 +20,13 @@ def test_segment_frames_replace_their_own_rows(migrated):
         planned = segments.plan_segments(session, job_id, attempt, [(0, 5), (5, 9)], {"fps": 30})
         assert planned == [0, 1]
     frames = [
-        {"index": i, "frame_number": i * 30, "timestamp_s": float(i), "probability_fake": 0.1,
-         "faces": []}
+        {
+            "index": i,
+            "frame_number": i * 30,
+            "timestamp_s": float(i),
+            "probability_fake": 0.1,
+            "faces": [],
+        }
         for i in range(5)
     ]
     for _ in range(2):  # the segment ran twice (a redelivered message)
@@ -59,18 +64,23 @@ def test_sweep_republishes_a_stale_segment_and_aggregates_orphans(migrated):
         attempt = jobs.mark_running(session, job_id, STALE)
         segments.plan_segments(session, job_id, attempt, [(0, 3), (3, 6)], {})
         segments.claim_segment(session, job_id, 0, attempt, STALE)
-        session.execute(update(Segment).where(Segment.job_id == job_id, Segment.index == 0)
-                        .values(updated_at=utcnow() - timedelta(seconds=STALE + 1)))
+        session.execute(
+            update(Segment)
+            .where(Segment.job_id == job_id, Segment.index == 0)
+            .values(updated_at=utcnow() - timedelta(seconds=STALE + 1))
+        )
     with session_scope() as session:
         chosen = segments.sweep_segments(session, stale_after_s=STALE, requeue_after_s=600)
         assert (job_id, 0, attempt) in chosen and (job_id, 1, attempt) not in chosen
         # the job itself is watched through its segments, not re-published whole
-        assert job_id not in [j for j, _ in jobs.sweep(
-            session, stale_after_s=0, requeue_after_s=600, deadline_s=3600)]
+        assert job_id not in [
+            j for j, _ in jobs.sweep(session, stale_after_s=0, requeue_after_s=600, deadline_s=3600)
+        ]
 
 
-def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(client, override_settings,
-                                                              video_paths):
+def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(
+    client, override_settings, video_paths
+):
     """sampling=keyframes travels from the form to every segment task and into the result."""
     import io
 
@@ -81,8 +91,11 @@ def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(client, override_se
     video = next(p for p in video_paths if p.name == "western_fake.mp4")
     response = client.post(
         "/v1/jobs",
-        data={"file": (io.BytesIO(video.read_bytes()), "clip.mp4"), "sample_fps": "2",
-              "sampling": "keyframes"},
+        data={
+            "file": (io.BytesIO(video.read_bytes()), "clip.mp4"),
+            "sample_fps": "2",
+            "sampling": "keyframes",
+        },
         content_type="multipart/form-data",
     )
     assert response.status_code == 202
@@ -94,10 +107,12 @@ def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(client, override_se
     rows = client.get(f"/v1/jobs/{job_id}/frames", query_string={"limit": 100}).get_json()
     _, one_pass = get_analyzer().analyze_video(video, 2.0, 1000, lambda d, t: True, "keyframes")
     keys = ("index", "frame_number", "timestamp_s")
-    assert [[f[k] for k in keys] for f in rows["frames"]] == [[f[k] for k in keys]
-                                                              for f in one_pass]
+    assert [[f[k] for k in keys] for f in rows["frames"]] == [
+        [f[k] for k in keys] for f in one_pass
+    ]
     # faces are scored in batches of different sizes here: equal up to float rounding
     assert [f["probability_fake"] for f in rows["frames"]] == pytest.approx(
-        [f["probability_fake"] for f in one_pass], abs=1e-5)
+        [f["probability_fake"] for f in one_pass], abs=1e-5
+    )
     # this clip's keyframes are frames 0 and 250 (8.333 s): samples 0 and 17
     assert [(f["index"], f["frame_number"]) for f in rows["frames"]] == [(0, 0), (17, 250)]

@@ -26,8 +26,9 @@ JOB_URL = re.compile(r"/jobs/([0-9a-f]{32})$")
 def start_embedded_service(tmp: Path, **env: str) -> tuple[Processes, Client]:
     """`rrr up` (API + one worker) on a free port with its own var/ directory."""
     # A small upload limit lets the too-large test stay small (the shared videos are under 5 MB).
-    procs = Processes({"RRR_VAR_DIR": str(tmp / "var"),
-                       "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp)
+    procs = Processes(
+        {"RRR_VAR_DIR": str(tmp / "var"), "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp
+    )
     port = free_port()
     procs.start("up", "--port", str(port))
     api = Client(f"http://127.0.0.1:{port}")
@@ -93,13 +94,18 @@ class Page:
 
     def wait_finished(self, timeout: float = 120) -> str:
         done = ("Finished.", "Canceled.", "The analysis failed.")
-        wait(self.driver, lambda d: self.text("status").startswith(done), timeout,
-             f"job did not finish; status: {self.text('status')!r}")
+        wait(
+            self.driver,
+            lambda d: self.text("status").startswith(done),
+            timeout,
+            f"job did not finish; status: {self.text('status')!r}",
+        )
         return next(d for d in done if self.text("status").startswith(d))
 
     def text(self, element_id: str) -> str:
-        return js(self.driver, "return document.getElementById(arguments[0]).textContent",
-                  element_id)
+        return js(
+            self.driver, "return document.getElementById(arguments[0]).textContent", element_id
+        )
 
     def job(self, job_id: str) -> dict:
         return self.api.get(f"/v1/jobs/{job_id}").json()

@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image
 
 
-def image_bytes(mode: str = "RGB", size: tuple[int, int] = (64, 48), fmt: str = "PNG",
-                **save: object) -> bytes:
+def image_bytes(
+    mode: str = "RGB", size: tuple[int, int] = (64, 48), fmt: str = "PNG", **save: object
+) -> bytes:
     rng = np.random.default_rng(0)
     if mode == "I;16":
         array = rng.integers(0, 65535, size=(size[1], size[0]), dtype=np.uint16)
@@ -46,8 +47,14 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     return signature + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
-def write_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (160, 120),
-                face_from: Path | None = None, rotate_90: bool = False) -> Path:
+def write_video(
+    path: Path,
+    frames: int = 30,
+    fps: float = 10.0,
+    size: tuple[int, int] = (160, 120),
+    face_from: Path | None = None,
+    rotate_90: bool = False,
+) -> Path:
     """An MPEG-4 video of noise, or of a face crop pasted in the middle of each frame.
 
     ``rotate_90``: store the face turned on its side plus a display matrix saying "rotate by 90
@@ -86,8 +93,13 @@ def _set_display_rotation(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def avi_bytes(frames: int = 5, fps: float = 10.0, size: tuple[int, int] = (64, 48),
-              zero_rate: bool = False, tmp: Path | None = None) -> bytes:
+def avi_bytes(
+    frames: int = 5,
+    fps: float = 10.0,
+    size: tuple[int, int] = (64, 48),
+    zero_rate: bool = False,
+    tmp: Path | None = None,
+) -> bytes:
     """A small MJPEG AVI; ``zero_rate`` patches its headers to declare 0 frames per second."""
     import struct
     import tempfile

@@ -33,8 +33,9 @@ class Processes:
         self.running: list[tuple[subprocess.Popen, Path]] = []
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*RRR, *args], env=self.env, cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [*RRR, *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=300
+        )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen:
         """Start ``rrr ARGS...`` in the background (``env``: extra variables for this one)."""
@@ -43,8 +44,9 @@ class Processes:
     def start_command(self, label: str, command: list[str], **env: str) -> subprocess.Popen:
         log = self.log_dir / f"{label}-{len(self.running)}.log"
         with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen(command, env={**self.env, **env}, cwd=REPO,
-                                       stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, env={**self.env, **env}, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            )
         self.running.append((process, log))
         return process
 

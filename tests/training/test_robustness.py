@@ -48,14 +48,15 @@ def test_pgd_stays_in_the_eps_ball_and_beats_fgsm(shipped, fakes) -> None:
     y = torch.full((len(fakes),), FAKE_INDEX)
     eps = 2 / 255
     adv_fgsm = attacks.fgsm(model, fakes, y, eps)
-    adv_pgd = attacks.pgd(model, fakes, y, eps, steps=5,
-                          generator=torch.Generator().manual_seed(0))
+    adv_pgd = attacks.pgd(model, fakes, y, eps, steps=5, generator=torch.Generator().manual_seed(0))
     for adv in (adv_fgsm, adv_pgd):
         assert (adv - fakes).abs().max() <= eps + 1e-6
         assert adv.min() >= 0 and adv.max() <= 1
         # rounding to uint8 keeps the perturbation within 2 grey levels
-        diff = np.abs(np.stack(attacks.to_uint8(adv)).astype(int)
-                      - np.stack(attacks.to_uint8(fakes)).astype(int))
+        diff = np.abs(
+            np.stack(attacks.to_uint8(adv)).astype(int)
+            - np.stack(attacks.to_uint8(fakes)).astype(int)
+        )
         assert diff.max() <= 2
     clean, one_step, iterated = (_true_class_loss(model, v) for v in (fakes, adv_fgsm, adv_pgd))
     assert clean < one_step < iterated, (clean, one_step, iterated)
@@ -94,8 +95,12 @@ def test_trained_patch_pushes_fakes_towards_real_more_than_noise(shipped, fakes)
     offsets = attacks.random_offsets(len(fakes), config.input_size, side, gen)
     noise = torch.rand(3, side, side, generator=gen)
     with torch.no_grad():
-        p_real = [F.softmax(model(attacks.apply_patch(fakes, p, offsets)), 1)[:, 1 - FAKE_INDEX]
-                  .mean().item() for p in (patch, noise)]
+        p_real = [
+            F.softmax(model(attacks.apply_patch(fakes, p, offsets)), 1)[:, 1 - FAKE_INDEX]
+            .mean()
+            .item()
+            for p in (patch, noise)
+        ]
     assert p_real[0] > p_real[1], p_real
 
 
@@ -129,9 +134,14 @@ def test_poisoning_head_training_only_moves_the_head() -> None:
     assert feats.shape == (64, 320, 2, 2) and feats.dtype == torch.float16
     labels = np.arange(64) % 2
     trained = poisoning.train_head(base, feats, labels, epochs=1.0, batch_size=16)
-    frozen_same = all(torch.equal(a, b) for a, b in zip(
-        base.model.features[:poisoning.FROZEN_STAGES].state_dict().values(),
-        trained.model.features[:poisoning.FROZEN_STAGES].state_dict().values(), strict=True))
+    frozen_same = all(
+        torch.equal(a, b)
+        for a, b in zip(
+            base.model.features[: poisoning.FROZEN_STAGES].state_dict().values(),
+            trained.model.features[: poisoning.FROZEN_STAGES].state_dict().values(),
+            strict=True,
+        )
+    )
     assert frozen_same
     assert not torch.equal(base.model.classifier[1].weight, trained.model.classifier[1].weight)
     scores = poisoning.head_scores(trained, feats)
@@ -161,7 +171,9 @@ def test_purified_scores_average_over_views() -> None:
     assert purified_scores(score, crops, views=0).tolist() == [1.0, 1.0]  # off: as they are
     calls.clear()
     assert purified_scores(score, crops, views=4, rng=np.random.default_rng(0)).tolist() == [
-        2.5, 2.5]  # mean of 1, 2, 3, 4
+        2.5,
+        2.5,
+    ]  # mean of 1, 2, 3, 4
     assert calls == [2, 2, 2, 2]
 
 

@@ -78,8 +78,16 @@ def test_lite0_transplant_matches_all_backbone_tensors() -> None:
 def test_train_resume_and_evaluate(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cfg = TrainConfig(
-        data_dir=str(DATA), run_dir=str(run_dir), epochs=2, input_size=64, batch_size=16,
-        limit=64, max_steps=3, warmup_steps=2, threads=2, resume=True,
+        data_dir=str(DATA),
+        run_dir=str(run_dir),
+        epochs=2,
+        input_size=64,
+        batch_size=16,
+        limit=64,
+        max_steps=3,
+        warmup_steps=2,
+        threads=2,
+        resume=True,
     )
     first = train(cfg)
     assert first["stopped"] == "max_steps" and first["step"] == 3
@@ -100,8 +108,14 @@ def test_train_resume_and_evaluate(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     shipped = tmp_path / "weights" / "model.pt"
     metrics = evaluate(
-        checkpoint=run_dir / "best.pt", data_dir=DATA, labels_csv=DATA / "labels.csv",
-        split="test", out_dir=out, limit=64, export_path=shipped, version="test",
+        checkpoint=run_dir / "best.pt",
+        data_dir=DATA,
+        labels_csv=DATA / "labels.csv",
+        split="test",
+        out_dir=out,
+        limit=64,
+        export_path=shipped,
+        version="test",
     )
     for part in ("val", "test"):
         for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"):
