@@ -13,7 +13,7 @@ from shared.logs import configure_logging, current_job
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # Flask answers 413 from Content-Length alone, before the body is read or stored.
-    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_bytes, JSON_SORT_KEYS=False)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_bytes)
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False

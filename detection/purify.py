@@ -3,7 +3,7 @@ JPEG re-compression of each face crop before it is scored, optionally averaged o
 random views. Pure numpy + OpenCV (no torch), so any engine can use it.
 
 It removes small high-frequency perturbations that were made against the bare model; it does not
-stop an attacker who knows it is there (see the Robustness section of the README, where both are
+stop an attacker who knows it is there (see docs/robustness.md, where both are
 measured). Use it as ``purified_scores(detector.score, crops, views, rng, size)``.
 """
 

@@ -82,7 +82,7 @@ class Settings:
             # DFDC crops the model learned from (shared videos: 8/9 right at 0.05, 7/9 at 0.15)
             face_padding=float(_env("RRR_FACE_PADDING", "0.05")),
             inference_threads=int(_env("RRR_INFERENCE_THREADS", "0")),
-            # video decoder threads; 0 = one per CPU core (see README, "Decoding")
+            # video decoder threads; 0 = one per CPU core (see docs/video-decoding.md)
             decode_threads=int(_env("RRR_DECODE_THREADS", "0")),
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
             heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),

@@ -39,6 +39,7 @@ def create_job(
     params: dict[str, Any],
     progress_total: int = 0,
     idempotency_key: str | None = None,
+    request_sha256: str | None = None,
     job_id: str | None = None,
     owner: str | None = None,
 ) -> Job:
@@ -51,6 +52,7 @@ def create_job(
         params=params,
         progress_total=progress_total,
         idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
         owner=owner,
     )
     if job_id:

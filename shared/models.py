@@ -1,4 +1,6 @@
-"""ORM models: a job row per upload, and one row per analysed video frame."""
+"""ORM models: a job per submission (``jobs``), a row per analysed video frame
+(``frame_results``), a video job's segments (``segments``) and counters shared by every process
+(``counters``)."""
 
 from __future__ import annotations
 
@@ -76,8 +78,13 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
-    # what the client asked for: sample_fps, sampling, max_frames, threshold, callback_url
+    # what the client asked for: sample_fps, sampling, max_frames, threshold (shown back to it)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # digest of the request (files and params): a repeated Idempotency-Key must match it
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # a video's facts as the worker that planned it probed them (fps, frame_count, width,
+    # height): every segment samples the same frames. Worker state, never shown to clients.
+    probe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # stored uploads: [{key, filename, size, media_type}]; keys point into Storage
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)

@@ -36,14 +36,12 @@ def plan_segments(
     probe: dict[str, Any],
 ) -> list[int] | None:
     """Record the video's segments (keeping those already done by an earlier claim) and its
-    probe facts; returns the indices still to publish, or None if the job is not ours."""
-    job = session.get(Job, job_id)
-    if job is None or not job_runs_under(session, job_id, attempt):
+    probe facts (the job's ``probe``); returns the indices still to publish, or None if the job
+    is not ours."""
+    if not job_runs_under(session, job_id, attempt):
         return None
     total = ranges[-1][1] if ranges else 0
-    if not write_if_owned(
-        session, job_id, attempt, progress_total=total, params={**job.params, "_probe": probe}
-    ):
+    if not write_if_owned(session, job_id, attempt, progress_total=total, probe=probe):
         return None
     query = select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)
     existing = {s.index: s for s in session.scalars(query)}

@@ -1,7 +1,7 @@
 """Where uploaded bytes live, behind one small interface.
 
 ``LocalStorage`` is a directory shared by the API and the workers (a docker volume when
-containerised). An object store would implement the same four methods; ``local_path`` would then
+containerised). An object store would implement the same five methods; ``local_path`` would then
 download to a temporary file, because OpenCV and FFmpeg read from paths.
 """
 

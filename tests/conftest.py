@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-FACES = DATA / "dfdc_faces"
-VIDEOS = DATA / "videos"
-SHIPPED_WEIGHTS = REPO / "weights" / "rrr-b0-v1.pt"
+from tests.support import FACES, SHIPPED_WEIGHTS, VIDEOS
 
 _VAR = Path(tempfile.mkdtemp(prefix="rrr-test-"))
 os.environ["RRR_VAR_DIR"] = str(_VAR)
@@ -96,18 +92,12 @@ def override_settings(monkeypatch):
     reload_settings()
 
 
-def run_job_here(job_id: str) -> None:
-    """Do in this process what the workers would: run the job's task, then (for a video) each
-    of its segment tasks. The tasks' own functions, without a broker in between."""
-    from sqlalchemy import select
+@pytest.fixture(autouse=True)
+def _no_job_in_context():
+    """Requests made through the test client run in the test's own context: forget the job id
+    they leave behind, as a new request or task would."""
+    from shared.logs import current_job
 
-    from shared.db import session_scope
-    from shared.models import Job, Segment
-    from worker.tasks import process_job, process_segment
-
-    process_job.run(job_id)
-    with session_scope() as session:
-        attempt = session.get(Job, job_id).attempts
-        indices = list(session.scalars(select(Segment.index).where(Segment.job_id == job_id)))
-    for index in indices:
-        process_segment.run(job_id, index, attempt)
+    token = current_job.set(None)
+    yield
+    current_job.reset(token)

@@ -1,18 +1,16 @@
-"""Celery tasks: thin wrappers that claim work, run the pipeline and record the outcome.
+"""Celery tasks: thin wrappers that take ids, call one function and record the outcome.
 
-``process_job`` handles a whole image or batch, and plans a video into segments;
-``process_segment`` analyses one segment of a video (worker/videos.py). Re-running either is
-harmless: finished work is left alone and per-frame rows are replaced, never appended.
+``process_job`` claims a job and runs it by kind: an image or a batch in this worker
+(worker/images.py), a video planned into segments (worker/videos.py); ``process_segment``
+analyses one segment of a video. Re-running either is harmless: finished work is left alone
+and per-frame rows are replaced, never appended.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,12 +21,11 @@ from detection.analyzer import Canceled, get_analyzer
 from shared import jobs, metrics
 from shared.config import settings
 from shared.db import session_scope
-from shared.errors import DetectionError, MediaError
+from shared.errors import DetectionError
 from shared.logs import configure_logging, current_job
-from shared.models import JobStatus
+from shared.models import JobKind, JobStatus
 from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, celery_app
-from shared.storage import get_storage, heatmap_key
-from worker import videos
+from worker import images, videos
 from worker.sweeper import start_sweeper
 
 log = logging.getLogger("rrr.worker")
@@ -106,8 +103,16 @@ def _fail(job_id: str, attempt: int, code: str, message: str) -> None:
             metrics.observe(session, {}, failure=code)
 
 
+# what each kind of job runs once claimed: (job id, attempt, inputs, params)
+RUNNERS: dict[JobKind, Callable[[str, int, list[dict[str, Any]], dict[str, Any]], None]] = {
+    JobKind.IMAGE: images.run_image,
+    JobKind.BATCH: images.run_batch,
+    JobKind.VIDEO: videos.plan,
+}
+
+
 def run_job(job_id: str) -> None:
-    """Claim the job and analyse it (a video: plan its segments). Safe to call twice."""
+    """Claim the job and run it (a video: plan its segments). Safe to call twice."""
     with session_scope() as session:
         job = session.get(jobs.Job, job_id)
         if job is None or JobStatus(job.status).is_terminal():
@@ -124,64 +129,8 @@ def run_job(job_id: str) -> None:
         attempt = jobs.mark_running(session, job_id, settings.stale_after_s)
         if attempt is None:
             return  # finished, canceled, or alive in another worker
-        kind, inputs, params = job.kind, list(job.inputs), dict(job.params)
+        kind, inputs, params = JobKind(job.kind), list(job.inputs), dict(job.params)
 
     log.info("job %s: running (%s, attempt %d)", job_id, kind, attempt)
     with recorded_outcome(job_id, attempt):
-        if kind == "video":
-            videos.plan(job_id, attempt, inputs[0], params)
-            return
-        started = time.perf_counter()
-        result = _analyze(kind, inputs, params, job_id, attempt)
-        with session_scope() as session:
-            if not jobs.mark_succeeded(session, job_id, attempt, result):
-                raise Canceled()
-            metrics.observe(session, _stage_seconds(kind, result, started))
-        log.info("job %s: succeeded", job_id)
-
-
-def _stage_seconds(kind: str, result: dict[str, Any], started: float) -> dict[str, float]:
-    """The job's wall time and, for single images, its stage timings."""
-    stages = {f"job_{kind}": time.perf_counter() - started}
-    for stage, ms in (result.get("timings_ms") or {}).items():
-        if stage != "total":
-            stages[f"{kind}_{stage}"] = ms / 1000.0
-    return stages
-
-
-def _analyze(
-    kind: str, inputs: list[dict[str, Any]], params: dict[str, Any], job_id: str, attempt: int
-) -> dict[str, Any]:
-    analyzer = get_analyzer(params.get("threshold"))
-    storage = get_storage()
-
-    def progress(done: int, total: int) -> bool:
-        with session_scope() as session:
-            return jobs.set_progress(session, job_id, attempt, done, total)
-
-    with ExitStack() as stack:
-        paths: list[Path | None] = [
-            stack.enter_context(storage.local_path(item["key"])) if item.get("key") else None
-            for item in inputs
-        ]
-        if kind == "image":
-            if not progress(0, 1):
-                raise Canceled()
-            result, heatmap = analyzer.analyze_image(paths[0], explain=settings.heatmaps)
-            if heatmap is not None:
-                storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
-            result["heatmap"] = heatmap is not None
-            return result
-        if kind == "batch":
-            items = [
-                (
-                    item["filename"],
-                    path,
-                    MediaError(item["error"]["message"], code=item["error"]["code"])
-                    if item.get("error")
-                    else None,
-                )
-                for item, path in zip(inputs, paths, strict=True)
-            ]
-            return analyzer.analyze_batch(items, progress)
-    raise ValueError(f"unknown job kind {kind!r}")
+        RUNNERS[kind](job_id, attempt, inputs, params)

@@ -44,10 +44,10 @@ def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[
     return [(first, min(first + per, total)) for first in range(0, total, per)]
 
 
-def plan(job_id: str, attempt: int, upload: dict[str, Any], params: dict[str, Any]) -> None:
+def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]) -> None:
     """Probe the video, record its segments and publish one task for each still to do."""
     sample_fps, max_frames = _sampling(params)
-    with get_storage().local_path(upload["key"]) as path:
+    with get_storage().local_path(inputs[0]["key"]) as path:
         info = probe_video(path)
     ranges = segment_ranges(info, sample_fps, max_frames)
     probe = {
@@ -78,8 +78,8 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
             return  # done already, taken by a live worker, or the job is over
         job = session.get(Job, job_id)
         first, end = segment.first_sample, segment.end_sample
-        params, upload = dict(job.params), dict(job.inputs[0])
-    info = VideoInfo(**params["_probe"])
+        params, upload, probe = dict(job.params), dict(job.inputs[0]), dict(job.probe)
+    info = VideoInfo(**probe)
     sample_fps, max_frames = _sampling(params)
     analyzer = get_analyzer(params.get("threshold"))
     started = time.perf_counter()

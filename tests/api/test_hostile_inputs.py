@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shared.config import settings
-from tests.conftest import run_job_here
 from tests.support import media
+from tests.support.jobs import run_job_here
 from worker.sweeper import purge_expired
 
 

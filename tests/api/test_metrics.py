@@ -6,8 +6,8 @@ import io
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import run_job_here
 from tests.support import media
+from tests.support.jobs import run_job_here
 
 
 def _scrape(client) -> dict[tuple[str, tuple], float]:

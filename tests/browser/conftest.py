@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.service import Client, Processes, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts" / "browser"
-CHROMIUM = Path(os.environ.get("RRR_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("RRR_CHROMEDRIVER", "/usr/bin/chromedriver"))
-UPLOAD_LIMIT_MB = 8
+from tests.support.browser import (
+    ARTIFACTS,
+    CHROMEDRIVER,
+    CHROMIUM,
+    save_logs,
+    start_embedded_service,
+)
+from tests.support.service import Client
 
 # Run as root, offline, quietly: no sandbox (root), no GPU, no network chatter of its own.
 CHROMIUM_FLAGS = [
@@ -59,38 +60,15 @@ def browser_available() -> None:
     pytest.skip(reason)
 
 
-def start_service(tmp: Path, **env: str) -> tuple[Processes, Client]:
-    """`rrr up` (API + one worker) on a free port with its own var/ directory."""
-    # A small upload limit lets the too-large test stay small (the shared videos are under 5 MB).
-    procs = Processes(
-        {"RRR_VAR_DIR": str(tmp / "var"), "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp
-    )
-    port = free_port()
-    procs.start("up", "--port", str(port))
-    api = Client(f"http://127.0.0.1:{port}")
-    try:
-        api.wait_ready(timeout=180)
-    except BaseException:
-        print(procs.logs())
-        procs.stop()
-        raise
-    return procs, api
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, browser_available) -> Iterator[Client]:
     """The embedded service, open (no API keys), for the whole test module."""
-    procs, api = start_service(tmp_path_factory.mktemp("browser-service"))
+    procs, api = start_embedded_service(tmp_path_factory.mktemp("browser-service"))
     try:
         yield api
     finally:
         procs.stop()
         save_logs(procs, "service")
-
-
-def save_logs(procs: Processes, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / f"{name}.log").write_text(procs.logs())
 
 
 @pytest.fixture(scope="module")

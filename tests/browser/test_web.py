@@ -4,9 +4,7 @@ One embedded service and one browser serve the whole module (start-up is the slo
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -17,79 +15,12 @@ try:
 except ImportError:  # the `driver` fixture then skips (or fails under CI) with the reason
     By = Keys = Select = WebDriverWait = None
 
-from tests.browser.conftest import REPO, UPLOAD_LIMIT_MB
+from tests.support.browser import JOB_URL, UPLOAD_LIMIT_MB, Page, js, save_shot, wait
 
 pytestmark = pytest.mark.browser
 
-DOCS_SHOTS = REPO / "docs" / "screenshots"
-JOB_URL = re.compile(r"/jobs/([0-9a-f]{32})$")
 IMAGE = "mglevosjfn.jpg"  # a well-lit DFDC fake crop (it also makes the README screenshot)
 VIDEO = "knqhpwoigk.mp4"  # a real DFDC sample, ~10 s: 10 frames at 1 fps
-
-
-def wait(driver, predicate, timeout: float = 60, message: str = ""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(predicate, message)
-
-
-def js(driver, script: str, *args):
-    return driver.execute_script(script, *args)
-
-
-def save_shot(driver, artifacts: Path, name: str, element=None, docs: bool = False) -> Path:
-    """A PNG under artifacts/browser/. docs=True also writes the README's copy under
-    docs/screenshots/, but only when it is missing or RRR_UPDATE_SCREENSHOTS=1, so that a test
-    run does not rewrite committed files."""
-    path = artifacts / f"{name}.png"
-    if element is not None:
-        driver.execute_script("arguments[0].scrollIntoView()", element)
-        element.screenshot(str(path))  # just that part of the page, however long the page is
-    else:
-        driver.save_screenshot(str(path))
-    target = DOCS_SHOTS / f"{name}.png"
-    if docs and (os.environ.get("RRR_UPDATE_SCREENSHOTS") == "1" or not target.exists()):
-        from PIL import Image
-
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        # A 256-colour palette keeps a page screenshot well under the README's 300 KB budget.
-        with Image.open(path) as image:
-            image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(target, optimize=True)
-        assert target.stat().st_size < 300_000, f"{target} is {target.stat().st_size} bytes"
-    return path
-
-
-class Page:
-    def __init__(self, driver, api) -> None:
-        self.driver, self.api = driver, api
-
-    def open(self, path: str = "/") -> None:
-        self.driver.get(self.api.base + path)
-        wait(self.driver, lambda d: js(d, "return document.readyState") == "complete")
-
-    def upload(self, *paths: Path) -> None:
-        # The visually hidden <input type=file> behind the drop zone takes paths directly.
-        self.driver.find_element(By.ID, "media").send_keys("\n".join(str(p) for p in paths))
-
-    def job_id(self) -> str:
-        wait(self.driver, lambda d: JOB_URL.search(d.current_url), 60, "no job URL after upload")
-        return JOB_URL.search(self.driver.current_url).group(1)
-
-    def wait_finished(self, timeout: float = 120) -> str:
-        done = ("Finished.", "Canceled.", "The analysis failed.")
-        wait(
-            self.driver,
-            lambda d: self.text("status").startswith(done),
-            timeout,
-            f"job did not finish; status: {self.text('status')!r}",
-        )
-        return next(d for d in done if self.text("status").startswith(d))
-
-    def text(self, element_id: str) -> str:
-        return js(
-            self.driver, "return document.getElementById(arguments[0]).textContent", element_id
-        )
-
-    def job(self, job_id: str) -> dict:
-        return self.api.get(f"/v1/jobs/{job_id}").json()
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ try:
 except ImportError:  # the `driver` fixture then skips (or fails under CI) with the reason
     By = None
 
-from tests.browser.conftest import save_logs, start_service
-from tests.browser.test_web import Page, js, save_shot, wait
+from tests.support.browser import Page, js, save_logs, save_shot, start_embedded_service, wait
 from tests.support.service import Client
 
 pytestmark = pytest.mark.browser
@@ -23,7 +22,7 @@ KEY = "browser-test-key-0123456789"
 
 @pytest.fixture(scope="module")
 def keyed_service(tmp_path_factory, browser_available) -> Iterator[Client]:
-    procs, api = start_service(tmp_path_factory.mktemp("keyed-service"), RRR_API_KEYS=KEY)
+    procs, api = start_embedded_service(tmp_path_factory.mktemp("keyed-service"), RRR_API_KEYS=KEY)
     try:
         yield api
     finally:

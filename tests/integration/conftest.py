@@ -12,6 +12,8 @@ import pytest
 from tests.support.service import Processes
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# the Redis database these tests flush: give each checkout running the suite at once its own
+REDIS_DB = int(os.environ.get("RRR_TEST_REDIS_DB", "11"))
 PG_ADMIN_URL = os.environ.get(
     "RRR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -38,7 +40,7 @@ def redis_url() -> Iterator[str]:
     import redis
 
     _require("Redis", _redis_ping)
-    db = 11
+    db = REDIS_DB
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
     client.flushdb()
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"

@@ -2,47 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import update
-
 from shared import jobs
 from shared.db import session_scope
-from shared.models import Job, JobKind, JobStatus, utcnow
-
-STALE = 300.0
-
-
-def _new_job(kind: JobKind = JobKind.IMAGE) -> str:
-    with session_scope() as session:
-        return jobs.create_job(session, kind=kind, inputs=[], params={}).id
-
-
-def _job(job_id: str) -> Job:
-    with session_scope() as session:
-        return jobs.get_job(session, job_id)
-
-
-def _age(job_id: str, **columns_seconds_ago: float) -> None:
-    """Pretend time passed: move the given timestamp columns into the past."""
-    now = utcnow()
-    values = {name: now - timedelta(seconds=s) for name, s in columns_seconds_ago.items()}
-    with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
+from shared.models import JobKind, JobStatus
+from tests.support.jobs import STALE, age, get_job, new_job
 
 
 def test_happy_path_transitions(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         attempt = jobs.mark_running(session, job_id, STALE)
         assert attempt == 1
         assert jobs.set_progress(session, job_id, attempt, 1, 1)
         assert jobs.mark_succeeded(session, job_id, attempt, {"prediction": "REAL"})
-    assert _job(job_id).status == JobStatus.SUCCEEDED
+    assert get_job(job_id).status == JobStatus.SUCCEEDED
 
 
 def test_terminal_jobs_never_move(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         attempt = jobs.mark_running(session, job_id, STALE)
         assert jobs.mark_failed(session, job_id, "image_corrupt", "bad", attempt)
@@ -51,39 +28,39 @@ def test_terminal_jobs_never_move(migrated):
         assert not jobs.mark_succeeded(session, job_id, attempt, {})
         assert not jobs.mark_canceled(session, job_id)
         assert not jobs.set_progress(session, job_id, attempt, 5)
-    assert _job(job_id).status == JobStatus.FAILED
+    assert get_job(job_id).status == JobStatus.FAILED
 
 
 def test_a_live_job_cannot_be_claimed_twice(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         assert jobs.mark_running(session, job_id, STALE) == 1
         assert jobs.mark_running(session, job_id, STALE) is None  # duplicate message
-    assert _job(job_id).attempts == 1
+    assert get_job(job_id).attempts == 1
 
 
 def test_reclaimed_job_refuses_the_old_workers_writes(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         first = jobs.mark_running(session, job_id, STALE)
-    _age(job_id, updated_at=STALE + 10)  # no heartbeat: the worker is presumed dead
+    age(job_id, updated_at=STALE + 10)  # no heartbeat: the worker is presumed dead
     with session_scope() as session:
         second = jobs.mark_running(session, job_id, STALE)
         assert second == first + 1
         assert not jobs.set_progress(session, job_id, first, 3)
         assert not jobs.mark_succeeded(session, job_id, first, {"from": "old"})
         assert jobs.mark_succeeded(session, job_id, second, {"from": "new"})
-    assert _job(job_id).result == {"from": "new"}
+    assert get_job(job_id).result == {"from": "new"}
 
 
 def test_cancel_stops_progress_reports(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         attempt = jobs.mark_running(session, job_id, STALE)
         assert jobs.mark_canceled(session, job_id)
         assert not jobs.set_progress(session, job_id, attempt, 2)
         assert not jobs.mark_succeeded(session, job_id, attempt, {})
-    assert _job(job_id).status == JobStatus.CANCELED
+    assert get_job(job_id).status == JobStatus.CANCELED
 
 
 def _sweep() -> list[str]:
@@ -93,36 +70,36 @@ def _sweep() -> list[str]:
 
 
 def test_sweep_republishes_a_lost_queued_job_once(migrated):
-    fresh = _new_job()
-    lost = _new_job(JobKind.VIDEO)
-    _age(lost, published_at=700)
+    fresh = new_job()
+    lost = new_job(JobKind.VIDEO)
+    age(lost, published_at=700)
     chosen = _sweep()
     assert lost in chosen and fresh not in chosen
     assert lost not in _sweep()  # just re-published: not again until requeue_after_s
 
 
 def test_sweep_recovers_dead_workers_and_gives_up_on_poison_jobs(migrated):
-    dead = _new_job()
-    poison = _new_job()
+    dead = new_job()
+    poison = new_job()
     with session_scope() as session:
         jobs.mark_running(session, dead, STALE)
     for _ in range(jobs.MAX_ATTEMPTS):  # each worker died in turn
-        _age(poison, updated_at=STALE + 1)
+        age(poison, updated_at=STALE + 1)
         with session_scope() as session:
             assert jobs.mark_running(session, poison, STALE) is not None
-    _age(dead, updated_at=STALE + 1, published_at=STALE + 1)
-    _age(poison, updated_at=STALE + 1, published_at=STALE + 1)
+    age(dead, updated_at=STALE + 1, published_at=STALE + 1)
+    age(poison, updated_at=STALE + 1, published_at=STALE + 1)
     chosen = _sweep()
     assert dead in chosen and poison not in chosen
-    assert _job(poison).status == JobStatus.FAILED
-    assert _job(poison).error_code == "too_many_attempts"
+    assert get_job(poison).status == JobStatus.FAILED
+    assert get_job(poison).error_code == "too_many_attempts"
 
 
 def test_sweep_fails_jobs_past_their_deadline(migrated):
-    job_id = _new_job()
+    job_id = new_job()
     with session_scope() as session:
         jobs.mark_running(session, job_id, STALE)
-    _age(job_id, started_at=4000)
+    age(job_id, started_at=4000)
     _sweep()
-    job = _job(job_id)
+    job = get_job(job_id)
     assert job.status == JobStatus.FAILED and job.error_code == "deadline_exceeded"

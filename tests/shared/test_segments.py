@@ -10,11 +10,11 @@ from sqlalchemy import update
 from shared import jobs, segments
 from shared.db import session_scope
 from shared.models import JobKind, utcnow
-from tests.shared.test_jobs import STALE, _age, _new_job
+from tests.support.jobs import STALE, age, new_job
 
 
 def test_segment_frames_replace_their_own_rows(migrated):
-    job_id = _new_job(JobKind.VIDEO)
+    job_id = new_job(JobKind.VIDEO)
     with session_scope() as session:
         attempt = jobs.mark_running(session, job_id, STALE)
         planned = segments.plan_segments(session, job_id, attempt, [(0, 5), (5, 9)], {"fps": 30})
@@ -43,11 +43,11 @@ def test_segment_frames_replace_their_own_rows(migrated):
 
 
 def test_segments_refuse_a_superseded_claim(migrated):
-    job_id = _new_job(JobKind.VIDEO)
+    job_id = new_job(JobKind.VIDEO)
     with session_scope() as session:
         first = jobs.mark_running(session, job_id, STALE)
         segments.plan_segments(session, job_id, first, [(0, 3)], {})
-    _age(job_id, updated_at=STALE + 1)
+    age(job_id, updated_at=STALE + 1)
     with session_scope() as session:
         second = jobs.mark_running(session, job_id, STALE)
         assert segments.plan_segments(session, job_id, second, [(0, 3)], {}) == [0]
@@ -59,7 +59,7 @@ def test_segments_refuse_a_superseded_claim(migrated):
 def test_sweep_republishes_a_stale_segment_and_aggregates_orphans(migrated):
     from shared.models import Segment
 
-    job_id = _new_job(JobKind.VIDEO)
+    job_id = new_job(JobKind.VIDEO)
     with session_scope() as session:
         attempt = jobs.mark_running(session, job_id, STALE)
         segments.plan_segments(session, job_id, attempt, [(0, 3), (3, 6)], {})
@@ -85,7 +85,7 @@ def test_keyframe_job_in_segments_gives_the_rows_of_one_pass(
     import io
 
     from detection.analyzer import get_analyzer
-    from tests.conftest import run_job_here
+    from tests.support.jobs import run_job_here
 
     override_settings(RRR_SEGMENT_SECONDS="2")  # a 14 s clip becomes 8 segments
     video = next(p for p in video_paths if p.name == "western_fake.mp4")

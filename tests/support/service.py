@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+
 RRR = [sys.executable, "-m", "rrr"]
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from detection.model import FAKE_INDEX, ModelConfig, resize_face
 from detection.network import load_checkpoint
 from detection.purify import purified_scores, purify
-from tests.conftest import FACES, SHIPPED_WEIGHTS
+from tests.support import FACES, SHIPPED_WEIGHTS
 from training import attacks, poisoning
 from training.data import load_rgb
 from training.robustness import summarize
