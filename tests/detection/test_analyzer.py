@@ -1,4 +1,4 @@
-"""The worker pipeline on real media, with the configured weights (plumbing, not accuracy)."""
+"""The analyzer on real media, with the configured weights (plumbing, not accuracy)."""
 
 from __future__ import annotations
 
