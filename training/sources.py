@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -242,10 +243,11 @@ def stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(f, eq, settings, padding, out_dir) for f, eq in files]
     rows, skipped = [], Counter()
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for i, ((source_file, _), (name, reason)) in enumerate(
-            zip(files, pool.map(_stage_one, jobs, chunksize=16), strict=True)
-        ):
+    # spawned, not forked: a fork of a process whose OpenMP or torch threads already run can
+    # deadlock
+    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
+        results = pool.map(_stage_one, jobs, chunksize=16) if workers > 1 else map(_stage_one, jobs)
+        for i, ((source_file, _), (name, reason)) in enumerate(zip(files, results, strict=True)):
             if progress:
                 progress(i + 1, len(files))
             if reason:

@@ -188,6 +188,7 @@ def test_batch_with_bad_files_processes_the_rest(client):
         "failed": 5,
         "fake": items[0]["prediction"] == "FAKE",
         "real": items[0]["prediction"] == "REAL",
+        "uncertain": items[0]["prediction"] == "UNCERTAIN",
         "no_face": 1,
     }
 

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.browser
 IMAGE = "mglevosjfn.jpg"  # a well-lit DFDC fake crop (it also makes the README screenshot)
 VIDEO = "knqhpwoigk.mp4"  # a real DFDC sample, ~10 s: 10 frames at 1 fps
 
+# what the page calls each verdict (api/static/render.js)
+VERDICT_WORDS = {"FAKE": "Likely manipulated", "REAL": "Looks real", "UNCERTAIN": "Unsure"}
+
 
 @pytest.fixture(scope="module")
 def page(driver, service) -> Page:
@@ -57,8 +60,8 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
     assert job["status"] == "succeeded" and result["faces"], "the shared fake crop has a face"
 
     verdict, explanation = page.text("verdict"), page.text("explanation")
-    assert f"({result['prediction']})" in verdict
-    assert shows(explanation, result["probability_fake"], " likely manipulated")
+    assert verdict.startswith(VERDICT_WORDS[result["prediction"]] + ":")
+    assert shows(verdict, result["probability_fake"], " manipulation score")
     assert shows(explanation, result["threshold"], " and above")
 
     driver = page.driver
@@ -107,7 +110,7 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
         30,
     )
     assert len(driver.find_elements(By.CSS_SELECTOR, ".stage .face-box")) == len(result["faces"])
-    assert f"({result['prediction']})" in page.text("verdict")
+    assert page.text("verdict").startswith(VERDICT_WORDS[result["prediction"]] + ":")
     save_shot(driver, artifacts, "image-reopened")
 
 
@@ -132,8 +135,8 @@ def test_video_timeline(page, video_paths, artifacts, created):
     if result["prediction"] == "NO_FACE":
         assert page.text("verdict") == "No face found"
     else:
-        assert f"({result['prediction']})" in page.text("verdict")
-        assert shows(page.text("explanation"), result["probability_fake"], " likely manipulated")
+        assert page.text("verdict").startswith(VERDICT_WORDS[result["prediction"]] + ":")
+        assert shows(page.text("verdict"), result["probability_fake"], " manipulation score")
     body = page.text("result-body")
     rule = "average, over sampled frames that contain a face, of each frame's most suspicious face"
     assert rule in body
@@ -146,7 +149,7 @@ def test_video_timeline(page, video_paths, artifacts, created):
     detail = driver.find_element(By.CSS_SELECTOR, ".frame-detail")
     wait(driver, lambda d: "Face 1" in detail.text, 10)
     assert len(detail.find_elements(By.CSS_SELECTOR, "rect.face")) == len(frames[index]["faces"])
-    assert shows(detail.text, frames[index]["faces"][0]["probability_fake"], " likely manipulated")
+    assert shows(detail.text, frames[index]["faces"][0]["probability_fake"], " manipulation score")
     save_shot(driver, artifacts, "video-timeline", driver.find_element(By.ID, "result"), docs=True)
 
 
@@ -165,7 +168,7 @@ def test_batch_counts_and_sorting(page, face_crops, artifacts, created):
         el.get_attribute("data-count"): int(el.find_element(By.CLASS_NAME, "number").text)
         for el in driver.find_elements(By.CSS_SELECTOR, ".counts .count")
     }
-    assert shown == {k: summary[k] for k in ("fake", "real", "no_face", "failed")}
+    assert shown == {k: summary[k] for k in ("fake", "real", "uncertain", "no_face", "failed")}
     cards = driver.find_elements(By.CSS_SELECTOR, ".grid .card")
     assert len(cards) == 2
     assert len(driver.find_elements(By.CSS_SELECTOR, ".grid .card img.thumb")) == 2  # local files
