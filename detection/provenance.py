@@ -374,8 +374,8 @@ class _Reading:
     # -- metadata traces ----------------------------------------------------------------------
 
     def _traces(self, container: _Container) -> None:
-        rules = _rules()
         for chunk, key, value in container.texts:
+            rules = _rules()  # loaded on first use: files without metadata never need it
             rule = rules.png_keys.get(key)
             if rule is not None and (rule[1] is None or rule[1].search(value[:65536])):
                 self._add_trace(f"png:{chunk}", key, rule[0], value)
@@ -641,25 +641,30 @@ def _classify(value: Any) -> tuple[str, bool | None]:
 # XMP
 
 
-_XMP_MARKERS = (
-    (b"<x:xmpmeta", b"</x:xmpmeta>"),
-    (b"<x:xapmeta", b"</x:xapmeta>"),
-    (b"<rdf:RDF", b"</rdf:RDF>"),
-)
+_XMP_WRAPPERS = ((b"<x:xmpmeta", b"</x:xmpmeta>"), (b"<x:xapmeta", b"</x:xapmeta>"))
 
 
 def _find_xmp(data: bytes) -> bytes | None:
-    """An XMP packet in a block of bytes; an unterminated or oversized one comes back cut, so
-    that parsing it reports it unreadable."""
-    for start_tag, end_tag in _XMP_MARKERS:
-        start = data.find(start_tag)
-        if start < 0:
-            continue
-        end = data.find(end_tag, start, start + MAX_XMP_BYTES + len(end_tag))
-        if end < 0:
-            return data[start : start + MAX_XMP_BYTES + 1]
-        return data[start : end + len(end_tag)]
-    return None
+    """An XMP packet in a block of bytes, found with one scan for its ``rdf:RDF`` element, then
+    widened to its wrapper and to any document type declaration just before (so that parsing
+    refuses it). An unterminated or oversized packet comes back cut: parsing reports it."""
+    rdf = data.find(b"<rdf:RDF")
+    if rdf < 0:
+        return None
+    lookback = max(0, rdf - 4096)
+    start, end_tag = rdf, b"</rdf:RDF>"
+    for open_tag, close_tag in _XMP_WRAPPERS:
+        wrapper = data.rfind(open_tag, lookback, rdf)
+        if wrapper >= 0:
+            start, end_tag = wrapper, close_tag
+            break
+    doctype = data.rfind(b"<!DOCTYPE", lookback, start)
+    end = data.find(end_tag, start, start + MAX_XMP_BYTES + len(end_tag))
+    if doctype >= 0:
+        start = doctype
+    if end < 0:
+        return data[start : start + MAX_XMP_BYTES + 1]
+    return data[start : end + len(end_tag)]
 
 
 def _parse_xmp(packet: bytes) -> dict[str, Any]:
@@ -750,17 +755,25 @@ def _walk_container(fh: IO[bytes], size: int, info: _Container, check_time: Any)
         info.xmp_searched = True
         walker(fh, size, info, check_time)
     elif info.mime in ("image/avif", "image/heic", "image/heif", "video/mp4", "video/quicktime"):
+        info.has_manifest = False
         _walk_bmff(fh, size, info, check_time)
     elif info.mime == "image/tiff":  # a TIFF file is itself an EXIF block
         fh.seek(0)
         info.exif = fh.read(min(size, MAX_EXIF_BYTES))
 
 
+def _stop_walk(info: _Container, message: str) -> None:
+    """A walk cut short by a limit: whether a manifest lies further on is left to the library."""
+    info.errors.append(message)
+    if not info.has_manifest:
+        info.has_manifest = None
+
+
 def _walk_jpeg(fh: IO[bytes], size: int, info: _Container, check_time: Any) -> None:
     pos = 2
     for count in range(MAX_JPEG_SEGMENTS + 1):
         if count == MAX_JPEG_SEGMENTS:
-            info.errors.append(f"jpeg: more than {MAX_JPEG_SEGMENTS} segments; the rest skipped")
+            _stop_walk(info, f"jpeg: more than {MAX_JPEG_SEGMENTS} segments; the rest skipped")
             return
         fh.seek(pos)
         header = fh.read(4)
@@ -801,7 +814,7 @@ def _walk_png(fh: IO[bytes], size: int, info: _Container, check_time: Any) -> No
         if pos + 12 > size:
             return
         if count == MAX_PNG_CHUNKS:
-            info.errors.append(f"png: more than {MAX_PNG_CHUNKS} chunks; the rest skipped")
+            _stop_walk(info, f"png: more than {MAX_PNG_CHUNKS} chunks; the rest skipped")
             return
         if count % 256 == 255:
             check_time()
@@ -863,7 +876,7 @@ def _walk_riff(fh: IO[bytes], size: int, info: _Container, check_time: Any) -> N
         if pos + 8 > size:
             return
         if count == MAX_RIFF_CHUNKS:
-            info.errors.append(f"webp: more than {MAX_RIFF_CHUNKS} chunks; the rest skipped")
+            _stop_walk(info, f"webp: more than {MAX_RIFF_CHUNKS} chunks; the rest skipped")
             return
         fh.seek(pos)
         kind, length = struct.unpack("<4sI", fh.read(8))
@@ -889,7 +902,7 @@ def _walk_bmff(fh: IO[bytes], size: int, info: _Container, check_time: Any) -> N
         if pos + 8 > size:
             return
         if count == MAX_BMFF_BOXES:
-            info.errors.append(f"bmff: more than {MAX_BMFF_BOXES} top-level boxes; rest skipped")
+            _stop_walk(info, f"bmff: more than {MAX_BMFF_BOXES} top-level boxes; rest skipped")
             return
         fh.seek(pos)
         header = fh.read(32)
@@ -904,8 +917,9 @@ def _walk_bmff(fh: IO[bytes], size: int, info: _Container, check_time: Any) -> N
             return
         if kind == b"uuid":
             uuid = header[offset : offset + 16]
-            if uuid == _C2PA_UUID:
+            if uuid == _C2PA_UUID:  # C2PA stores live in top-level uuid boxes only
                 info.manifest_bytes += length
+                info.has_manifest = True
             elif uuid == _XMP_UUID and info.xmp is None and length <= MAX_XMP_BYTES + 64:
                 fh.seek(pos + offset + 16)
                 info.xmp = fh.read(length - offset - 16)

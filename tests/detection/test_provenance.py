@@ -242,6 +242,24 @@ def test_xmp_in_webp_and_tiff(fmt, save):
     assert result.declared_ai_generated is False
 
 
+@pytest.mark.parametrize("where", ["uuid box", "end of a long file"])
+def test_xmp_in_video(tmp_path, where):
+    packet = cc.xmp_packet(f'Iptc4xmpExt:DigitalSourceType="{IPTC_PREFIX}trainedAlgorithmicMedia"')
+    if where == "uuid box":
+        clip = media.write_video(tmp_path / "clip.mp4", frames=5)
+        uuid = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
+        box = struct.pack(">I4s", 8 + 16 + len(packet), b"uuid") + uuid + packet
+    else:  # past the first megabyte: found by the scan of the file's tail
+        clip = media.write_video(tmp_path / "clip.mp4", frames=100, fps=25, size=(640, 360))
+        assert clip.stat().st_size > provenance.XMP_SCAN_BYTES
+        box = struct.pack(">I4s", 8 + len(packet), b"free") + packet
+    with open(clip, "ab") as fh:
+        fh.write(box)
+    result = read_provenance(clip)
+    assert result.xmp["digital_source_type"] == "trainedAlgorithmicMedia"
+    assert result.declared_ai_generated is True and result.declaration_evidence == "unsigned"
+
+
 def test_xmp_names_a_c2pa_remote_manifest_without_fetching_it():
     elements = '<dcterms:provenance xmlns:dcterms="http://purl.org/dc/terms/">'
     elements += "https://example.invalid/manifest.c2pa</dcterms:provenance>"
@@ -489,9 +507,21 @@ XXE = (
 )
 
 
-@pytest.mark.parametrize("packet", [BILLION_LAUGHS, XXE, "<x:xmpmeta><unclosed></x:xmpmeta>"])
-def test_entity_bombs_external_entities_and_broken_xml_are_unreadable(packet):
-    result, elapsed = timed(jpeg_with_xmp(packet.encode()))
+@pytest.mark.parametrize("container", ["JPEG", "TIFF"])  # a fixed XMP place, and a free scan
+@pytest.mark.parametrize(
+    "packet",
+    [
+        BILLION_LAUGHS,
+        XXE,
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><unclosed></rdf:RDF></x:xmpmeta>',
+    ],
+)
+def test_entity_bombs_external_entities_and_broken_xml_are_unreadable(packet, container):
+    if container == "JPEG":
+        data = jpeg_with_xmp(packet.encode())
+    else:
+        data = cc.picture("TIFF", tiffinfo={700: packet.encode()})
+    result, elapsed = timed(data)
     _assert_clean(result, elapsed, "unreadable")
     assert result.xmp["state"] == "unreadable"
     assert "root:" not in json.dumps(result.as_dict())
@@ -554,6 +584,15 @@ def test_png_with_thousands_of_chunks():
     result, elapsed = timed(cc.png_with_chunks(cc.picture("PNG"), chunks))
     _assert_clean(result, elapsed, "none")
     assert any("chunks" in error for error in result.errors)
+
+
+def test_manifest_beyond_the_chunk_limit_is_left_to_the_library(chain):
+    signed = cc.sign(cc.picture("PNG"), "image/png", chain, cc.manifest("trainedAlgorithmicMedia"))
+    filler = [cc.png_chunk(b"prVt", b"x")] * (provenance.MAX_PNG_CHUNKS + 10)
+    result, elapsed = timed(cc.png_with_chunks(signed, filler))
+    # the inserted chunks break the hash binding: the library was consulted and says so
+    _assert_clean(result, elapsed, "invalid")
+    assert result.declared_ai_generated is None
 
 
 def test_png_text_zlib_bomb_is_cut():
