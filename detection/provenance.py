@@ -29,7 +29,6 @@ import re
 import struct
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -293,11 +292,7 @@ class _Reading:
         mime = container.mime or self.mime_hint or None
         self.fh.seek(0)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                reader = c2pa.Reader.try_create(
-                    mime, self.fh, None, _c2pa_context(self.trust_anchors)
-                )
+            reader = c2pa.Reader.try_create(mime, self.fh, None, _c2pa_context(self.trust_anchors))
         except Exception as exc:
             message = _describe(exc)
             if container.has_manifest is None and "NotSupported" in type(exc).__name__:
@@ -943,17 +938,15 @@ def _exif_fields(data: bytes, errors: list[str]) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            exif = Image.Exif()
-            exif.load(data)
-            for tag, name in _EXIF_FIELDS.items():
-                value = _exif_text(exif.get(tag))
-                if value:
-                    out.append((name, value))
-            comment = _exif_text(exif.get_ifd(0x8769).get(0x9286))
-            if comment:
-                out.append(("UserComment", comment))
+        exif = Image.Exif()
+        exif.load(data)
+        for tag, name in _EXIF_FIELDS.items():
+            value = _exif_text(exif.get(tag))
+            if value:
+                out.append((name, value))
+        comment = _exif_text(exif.get_ifd(0x8769).get(0x9286))
+        if comment:
+            out.append(("UserComment", comment))
     except Exception as exc:
         errors.append(f"exif: {_describe(exc)}")
     return out

@@ -442,6 +442,15 @@ def test_result_shape():
     }
 
 
+def test_bytes_like_and_path_sources_agree(chain, tmp_path):
+    signed = cc.sign(cc.picture(), "image/jpeg", chain, cc.manifest("trainedAlgorithmicMedia"))
+    path = tmp_path / "signed.jpg"
+    path.write_bytes(signed)
+    for source in (signed, bytearray(signed), memoryview(signed), path, str(path)):
+        result = read_provenance(source)
+        assert result.verified is True and result.declared_ai_generated is True, type(source)
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [
