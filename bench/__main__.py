@@ -3,6 +3,7 @@
     python -m bench                      # every section (about 10 min here, once the test
                                          # videos are built: the first run adds ~15 min)
     python -m bench engine stages        # only some: engine stages service api scaling capacity
+                                         # provenance
     python -m bench --quick              # smaller inputs, for a smoke run
 
 Sections:
@@ -16,6 +17,8 @@ Sections:
   scaling   a 10-minute 720p video with 1 and with 2 workers; image latency while it runs
   capacity  PostgreSQL and Redis rates for the service's own writes, against what one worker
             produces
+  provenance  the time reading provenance (C2PA, XMP, metadata traces) adds per file, with and
+            without Content Credentials
 Videos are built once from ../shared/data/videos under var/bench/ (never committed).
 """
 
@@ -32,7 +35,7 @@ from typing import Any
 
 from bench.data import BENCH_DIR
 
-SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity")
+SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance")
 
 
 def machine() -> dict[str, Any]:
@@ -251,6 +254,12 @@ def run_capacity(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
     from bench.capacity import measure
 
     return measure(quick, scaling)
+
+
+def run_provenance(quick: bool) -> dict[str, Any]:
+    from bench.provenance import measure
+
+    return measure(quick)
 
 
 def print_tables(results: dict[str, Any]) -> None:
