@@ -323,7 +323,9 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     multiple=True,
     help="Source to leave out; repeatable [default: every source of the table].",
 )
-@click.option("--steps", default=400, show_default=True, help="Optimiser steps per fold.")
+@click.option("--steps", default=900, show_default=True, help="Optimiser steps per fold.")
+@click.option("--lr", default=3e-4, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--warmup-steps", default=50, show_default=True)
 @click.option(
     "--init",
     default="weights/rrr-b0-v1.pt",
@@ -370,6 +372,8 @@ def loso_command(**kwargs: object) -> None:
         threads=int(kwargs["threads"]),
         max_minutes=kwargs["max_minutes"],  # type: ignore[arg-type]
         freeze_blocks=int(kwargs["freeze_blocks"]),  # type: ignore[arg-type]
+        lr=float(kwargs["lr"]),  # type: ignore[arg-type]
+        warmup_steps=int(kwargs["warmup_steps"]),  # type: ignore[arg-type]
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
     unfinished = [s for s, f in results["folds"].items() if "sources" not in f]

@@ -26,6 +26,8 @@ def run_loso(
     max_minutes: float | None = None,
     batch_size: int = 32,
     freeze_blocks: int = 2,
+    lr: float = 3e-4,
+    warmup_steps: int = 50,
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -58,6 +60,8 @@ def run_loso(
                     max_minutes=max_minutes,
                     batch_size=batch_size,
                     freeze_blocks=freeze_blocks,
+                    lr=lr,
+                    warmup_steps=warmup_steps,
                 )
             )
             finished = json.loads(summary.read_text())["stopped"] == "finished"
