@@ -28,6 +28,7 @@ def run_loso(
     freeze_blocks: int = 2,
     lr: float = 3e-4,
     warmup_steps: int = 50,
+    self_blend: float = 0.0,
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -39,6 +40,7 @@ def run_loso(
         "steps": steps,
         "init": init,
         "freeze_blocks": freeze_blocks,
+        "self_blend": self_blend,
         "folds": {},
     }
     for source in sources:
@@ -62,6 +64,7 @@ def run_loso(
                     freeze_blocks=freeze_blocks,
                     lr=lr,
                     warmup_steps=warmup_steps,
+                    self_blend=self_blend,
                 )
             )
             finished = json.loads(summary.read_text())["stopped"] == "finished"
