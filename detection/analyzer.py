@@ -6,6 +6,7 @@ functions serve the worker, evaluation, benchmarks and the command line.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,9 +21,12 @@ from detection.explain import overlay, png_bytes
 from detection.faces import FaceDetector, crop_face, crop_region
 from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
 from detection.model import fake_probability
+from detection.provenance import read_provenance
 from detection.purify import purified_scores
 from shared.config import settings
 from shared.errors import DetectionError
+
+log = logging.getLogger("rrr.detection")
 
 FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 BATCH_IMAGES = 16  # images of a batch job decoded, then scored together
@@ -155,11 +159,14 @@ class Analyzer:
         return result
 
     def analyze_image(
-        self, path: Path, explain: bool = False
+        self, path: Path, explain: bool = False, mime: str | None = None, provenance: bool = True
     ) -> tuple[dict[str, Any], bytes | None]:
-        """(result, Grad-CAM overlay PNG when ``explain`` and a face was found)."""
+        """(result, Grad-CAM overlay PNG when ``explain`` and a face was found). With
+        ``provenance``, the result says what the file declares about its origin (``mime``: the
+        upload's sniffed type, a hint for the reader)."""
         t0 = time.perf_counter()
         before = Counter(self.stage_seconds)
+        declared = file_provenance(path, mime) if provenance else None
         rgb = self.decode(path)
         result = self.image_result(rgb, self.faces_in([rgb])[0])
         spent = self.stage_seconds - before
@@ -167,6 +174,9 @@ class Analyzer:
             **{stage: round(spent[stage] * 1000, 1) for stage in ("decode", "detect", "infer")},
             "total": round((time.perf_counter() - t0) * 1000, 1),
         }
+        if declared is not None:
+            result["timings_ms"]["provenance"] = round(declared.pop("elapsed_ms"), 1)
+            result["provenance"] = declared
         heatmap = None
         if explain:
             t2 = time.perf_counter()
@@ -175,10 +185,15 @@ class Analyzer:
         return result, heatmap
 
     def analyze_batch(
-        self, items: list[tuple[str, Path | None, DetectionError | None]], progress: ProgressFn
+        self,
+        items: list[tuple[str, Path | None, DetectionError | None]],
+        progress: ProgressFn,
+        mimes: list[str | None] | None = None,
     ) -> dict[str, Any]:
         """items: (filename, path, error found at upload); one bad file never fails the batch.
-        Images are decoded BATCH_IMAGES at a time so their faces are scored together."""
+        Images are decoded BATCH_IMAGES at a time so their faces are scored together. Every
+        item with a stored file says what the file declares about its origin (``provenance``;
+        ``mimes``: the uploads' sniffed types, hints for the reader)."""
         results: list[dict[str, Any]] = []
         for start in range(0, len(items), BATCH_IMAGES):
             entries, decoded = [], []
@@ -190,6 +205,7 @@ class Analyzer:
                     if upload_error is not None:
                         raise upload_error
                     assert path is not None
+                    entry["provenance"] = file_provenance(path, mimes[index] if mimes else None)
                     decoded.append((entry, self.decode(path)))
                 except DetectionError as exc:
                     entry["error"] = {"code": exc.code, "message": exc.message}
@@ -350,6 +366,37 @@ class Analyzer:
 
 
 _face_detector: FaceDetector | None = None
+_anchors: tuple[tuple[str, float], str] | None = None  # ((path, mtime), PEM text)
+
+
+def trust_anchors() -> str | None:
+    """The PEM text of RRR_C2PA_TRUST_ANCHORS (re-read when the file changes); None when unset.
+    Raises OSError when the file cannot be read."""
+    global _anchors
+    path = settings.c2pa_trust_anchors
+    if path is None:
+        return None
+    key = (str(path), path.stat().st_mtime)
+    if _anchors is None or _anchors[0] != key:
+        _anchors = (key, path.read_text(encoding="utf-8", errors="replace"))
+    return _anchors[1]
+
+
+def file_provenance(path: Path, mime: str | None = None) -> dict[str, Any]:
+    """What a stored file declares about its origin (detection/provenance.py), read against the
+    configured trust anchors: ``Provenance.as_dict()``. Never raises: a hostile or unreadable
+    file gives ``status: "unreadable"``, a trust-anchor file that cannot be read an error (and
+    no signer is trusted)."""
+    errors = []
+    try:
+        anchors = trust_anchors()
+    except OSError as exc:
+        anchors = None
+        log.warning("RRR_C2PA_TRUST_ANCHORS cannot be read: %s", exc.__class__.__name__)
+        errors.append(f"trust anchors could not be read ({exc.__class__.__name__}): none used")
+    result = read_provenance(path, mime, trust_anchors=anchors).as_dict()
+    result["errors"].extend(errors)
+    return result
 
 
 def get_analyzer(threshold: float | None = None) -> Analyzer:

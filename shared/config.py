@@ -56,6 +56,7 @@ class Settings:
     engine: str
     purify_views: int
     segment_seconds: float
+    c2pa_trust_anchors: Path | None
     host: str
     port: int
 
@@ -99,6 +100,13 @@ class Settings:
             engine=_env("RRR_ENGINE", "onnx"),
             purify_views=int(_env("RRR_PURIFY_VIEWS", "0")),
             segment_seconds=float(_env("RRR_SEGMENT_SECONDS", "60")),
+            # PEM bundle of the C2PA signers' roots this deployment trusts; none: a sound
+            # manifest reads valid but untrusted (docs/provenance.md)
+            c2pa_trust_anchors=(
+                Path(_env("RRR_C2PA_TRUST_ANCHORS", "")).absolute()
+                if _env("RRR_C2PA_TRUST_ANCHORS", "")
+                else None
+            ),
             host=_env("RRR_HOST", "127.0.0.1"),
             port=int(_env("RRR_PORT", "8000")),
         )

@@ -85,6 +85,9 @@ class Job(Base):
     # a video's facts as the worker that planned it probed them (fps, frame_count, width,
     # height): every segment samples the same frames. Worker state, never shown to clients.
     probe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # what a video file declares about its origin (detection/provenance.py), read once when
+    # the job is planned and copied into its result when the last segment is aggregated
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # stored uploads: [{key, filename, size, media_type}]; keys point into Storage
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)

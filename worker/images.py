@@ -27,14 +27,17 @@ log = logging.getLogger("rrr.worker")
 def run_image(
     job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]
 ) -> None:
-    """One image: its verdict, and its Grad-CAM overlay stored beside the upload."""
+    """One image: its verdict and provenance, and its Grad-CAM overlay stored beside the
+    upload."""
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
     with storage.local_path(inputs[0]["key"]) as path:
         if not _progress(job_id, attempt)(0, 1):
             raise Canceled()
-        result, heatmap = analyzer.analyze_image(path, explain=settings.heatmaps)
+        result, heatmap = analyzer.analyze_image(
+            path, explain=settings.heatmaps, mime=inputs[0].get("media_type")
+        )
     if heatmap is not None:
         storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
     result["heatmap"] = heatmap is not None
@@ -58,7 +61,8 @@ def run_batch(
             )
             for item, path in zip(inputs, paths, strict=True)
         ]
-        result = analyzer.analyze_batch(items, _progress(job_id, attempt))
+        mimes = [item.get("media_type") for item in inputs]
+        result = analyzer.analyze_batch(items, _progress(job_id, attempt), mimes)
     _succeed(job_id, attempt, JobKind.BATCH, result, started)
 
 

@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from detection.analyzer import Canceled, get_analyzer
+from detection.analyzer import Canceled, file_provenance, get_analyzer
 from detection.media import VideoInfo, probe_video
 from shared import jobs, metrics, segments
 from shared.config import settings
@@ -45,10 +45,12 @@ def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[
 
 
 def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]) -> None:
-    """Probe the video, record its segments and publish one task for each still to do."""
+    """Probe the video and read its provenance (once per job, never per segment), record its
+    segments and publish one task for each still to do."""
     sample_fps, max_frames = _sampling(params)
     with get_storage().local_path(inputs[0]["key"]) as path:
         info = probe_video(path)
+        provenance = file_provenance(path, inputs[0].get("media_type"))
     ranges = segment_ranges(info, sample_fps, max_frames)
     probe = {
         "fps": info.fps,
@@ -58,6 +60,10 @@ def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[s
     }
     with session_scope() as session:
         todo = segments.plan_segments(session, job_id, attempt, ranges, probe)
+        if todo is not None and not jobs.write_if_owned(
+            session, job_id, attempt, provenance=provenance
+        ):
+            todo = None
     if todo is None:
         raise Canceled()
     for index in todo:
@@ -117,6 +123,10 @@ def _aggregate(
         result = analyzer.video_result(info, frames, sample_fps, _mode(params))
         result["segments"] = {"count": len(durations), "longest_s": round(max(durations), 3)}
         result["timings_ms"] = {"total": round(wall * 1000, 1)}
+        if job.provenance is not None:
+            provenance = dict(job.provenance)
+            result["timings_ms"]["provenance"] = round(provenance.pop("elapsed_ms", 0.0), 1)
+            result["provenance"] = provenance
         if not jobs.mark_succeeded(session, job_id, attempt, result):
             raise Canceled()
         metrics.observe(session, {"job_video": wall})
