@@ -63,6 +63,110 @@ _UPLOAD = {
     },
 }
 
+_VERDICT: dict[str, Any] = {
+    "prediction": _ref("Prediction"),
+    "probability_fake": {"type": "number", "nullable": True},
+    "probability_real": {"type": "number", "nullable": True},
+    "confidence": {"type": "number", "nullable": True},
+    "threshold": {"type": "number"},
+    "unsure_margin": {"type": "number"},
+}
+_TEXT = {"type": "string", "nullable": True}
+_PROVENANCE: dict[str, Any] = {
+    "type": "object",
+    "description": "What the file itself declares about its origin: Content Credentials (C2PA), "
+    "IPTC/XMP DigitalSourceType, generator traces in PNG text and EXIF (docs/provenance.md). "
+    "Absence of metadata proves nothing; unsigned metadata can be forged.",
+    "properties": {
+        "status": {
+            "type": "string",
+            "enum": ["none", "found", "invalid", "unreadable"],
+            "description": "invalid: a C2PA manifest failed validation (changed after signing); "
+            "unreadable: a manifest or packet could not be read within the limits",
+        },
+        "verified": {
+            "type": "boolean",
+            "description": "a C2PA manifest's signature and hash bindings validated",
+        },
+        "trusted": {
+            "type": "boolean",
+            "description": "moreover its signer chains to a configured trust anchor "
+            "(RRR_C2PA_TRUST_ANCHORS)",
+        },
+        "declared_ai_generated": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "true: a validated manifest or unsigned metadata declares generative "
+            "AI; false: it declares a source without it; null: nothing usable declared",
+        },
+        "declared_source_type": {**_TEXT, "description": "the IPTC digital source type code"},
+        "declared_source_category": {
+            "type": "string",
+            "nullable": True,
+            "enum": [
+                "generative_ai",
+                "synthetic",
+                "composite",
+                "digital_creation",
+                "edited",
+                "capture",
+                "unknown",
+                None,
+            ],
+        },
+        "declared_generator": _TEXT,
+        "declaration_evidence": {
+            "type": "string",
+            "nullable": True,
+            "enum": ["signed", "unsigned", None],
+        },
+        "declared_by": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["c2pa", "xmp", "png_text", "exif"]},
+        },
+        "c2pa": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "state": {"type": "string", "enum": ["trusted", "valid", "invalid", "unreadable"]},
+                "integrity": {"type": "boolean"},
+                "trusted": {"type": "boolean"},
+                "failures": {"type": "array", "items": {"type": "string"}},
+                "error": _TEXT,
+                "active_manifest": _TEXT,
+                "manifests": {"type": "integer"},
+                "claim_generator": _TEXT,
+                "title": _TEXT,
+                "format": _TEXT,
+                "signer": {
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {k: _TEXT for k in ("issuer", "common_name", "alg", "time")},
+                },
+                "actions": {"type": "array", "items": {"type": "object"}},
+                "ingredients": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "xmp": {"type": "object", "nullable": True},
+        "metadata_traces": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "string"} for k in ("source", "field", "generator", "value")
+                },
+            },
+        },
+        "errors": {"type": "array", "items": {"type": "string"}},
+        "elapsed_ms": {
+            "type": "number",
+            "description": "batch items only; elsewhere it is timings_ms.provenance",
+        },
+        "note": {"type": "string", "description": "what provenance does not prove"},
+    },
+    "required": ["status", "verified", "trusted", "declared_ai_generated", "note"],
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -205,9 +309,79 @@ OPENAPI: dict[str, Any] = {
                     "started_at": {"type": "string", "format": "date-time", "nullable": True},
                     "finished_at": {"type": "string", "format": "date-time", "nullable": True},
                     "error": {"type": "object", "nullable": True},
-                    "result": {"type": "object", "nullable": True},
+                    "result": {
+                        "nullable": True,
+                        "description": "once succeeded: an ImageResult (kind image), a "
+                        "BatchResult (batch) or a VideoResult (video)",
+                        "anyOf": [_ref("ImageResult"), _ref("BatchResult"), _ref("VideoResult")],
+                    },
                 },
             },
+            "Face": {
+                "type": "object",
+                "properties": {
+                    "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4},
+                    "probability_fake": {"type": "number"},
+                    "prediction": _ref("Prediction"),
+                },
+            },
+            "Prediction": {"type": "string", "enum": ["FAKE", "REAL", "UNCERTAIN", "NO_FACE"]},
+            "ImageResult": {
+                "type": "object",
+                "properties": {
+                    **_VERDICT,
+                    "faces": {"type": "array", "items": _ref("Face")},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "model": {"type": "object"},
+                    "timings_ms": {
+                        "type": "object",
+                        "additionalProperties": {"type": "number"},
+                        "description": "decode, detect, infer, provenance, total, explain",
+                    },
+                    "heatmap": {"type": "boolean"},
+                    "provenance": _ref("Provenance"),
+                },
+            },
+            "BatchItem": {
+                "type": "object",
+                "description": "an image result, or an error; provenance for every stored file",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "filename": {"type": "string"},
+                    **_VERDICT,
+                    "faces": {"type": "array", "items": _ref("Face")},
+                    "error": {"type": "object", "nullable": True},
+                    "provenance": _ref("Provenance"),
+                },
+            },
+            "BatchResult": {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": _ref("BatchItem")},
+                    "summary": {"type": "object"},
+                    "threshold": {"type": "number"},
+                    "model": {"type": "object"},
+                },
+            },
+            "VideoResult": {
+                "type": "object",
+                "properties": {
+                    **_VERDICT,
+                    "aggregation": {"type": "string"},
+                    "frames_total": {"type": "integer"},
+                    "frames_analyzed": {"type": "integer"},
+                    "frames_with_faces": {"type": "integer"},
+                    "duration_s": {"type": "number"},
+                    "fps": {"type": "number"},
+                    "sample_fps": {"type": "number"},
+                    "sampling": {"type": "string", "enum": ["exact", "keyframes"]},
+                    "suspicious_segments": {"type": "array", "items": {"type": "object"}},
+                    "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "provenance": _ref("Provenance"),
+                },
+            },
+            "Provenance": _PROVENANCE,
         }
     },
 }
