@@ -38,3 +38,21 @@ def test_private_job_state_leaves_the_client_params(tmp_path, override_settings)
     command.downgrade(alembic_config(), "0004")
     with get_engine().connect() as conn:
         assert json.loads(conn.execute(text("SELECT params FROM jobs")).scalar_one()) == params
+
+
+def test_video_provenance_column_comes_and_goes(tmp_path, override_settings):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from shared.db import get_engine
+    from shared.migrate import alembic_config, upgrade_database
+
+    override_settings(RRR_DATABASE_URL=f"sqlite:///{tmp_path / 'prov.db'}")
+    upgrade_database("head")
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(get_engine()).get_columns("jobs")}
+
+    assert "provenance" in columns()
+    command.downgrade(alembic_config(), "0005")
+    assert "provenance" not in columns() and "probe" in columns()
