@@ -178,7 +178,9 @@ def up(host: str | None, port: int | None) -> None:
 @click.option("--threshold", type=float, default=None, help="P(FAKE) at or above which: FAKE.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
 def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
-    """Upload FILES as one job (one file: image or video; several: an image batch)."""
+    """Upload FILES as one job (one file: image or video; several: an image batch). With
+    --wait, print the finished job (JSON, on stdout) and one line per file on what it declares
+    about its origin (provenance, on stderr)."""
     import requests
     from tqdm import tqdm
 
@@ -213,8 +215,76 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
             bar.n = body["progress"]["done"]
             bar.refresh()
     click.echo(json.dumps(body, indent=2))
+    for line in provenance_lines(body):
+        click.echo(line, err=True)  # for the reader; stdout stays one JSON document
     if body["status"] != "succeeded":
         fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
+
+
+def provenance_summary(p: dict) -> str:
+    """One line of what a file declares about its origin (``result.provenance``), e.g.
+    ``C2PA valid (signer X, untrusted) · declares AI-generated [signed]``."""
+    parts = []
+    c2pa = p.get("c2pa")
+    if c2pa:
+        signer = c2pa.get("signer") or {}
+        who = signer.get("common_name") or "unnamed signer"
+        if signer.get("issuer"):
+            who += f" of {signer['issuer']}"
+        state = c2pa.get("state")
+        if state in ("valid", "trusted"):
+            parts.append(
+                f"C2PA valid (signer {who}, {'trusted' if p.get('trusted') else 'untrusted'})"
+            )
+        elif state == "invalid":
+            changed = any("mismatch" in code for code in c2pa.get("failures") or [])
+            parts.append(
+                f"C2PA invalid ({'changed after signing' if changed else 'failed validation'})"
+            )
+        else:
+            parts.append("C2PA unreadable")
+    if (p.get("xmp") or {}).get("state") == "unreadable":
+        parts.append("XMP unreadable")
+    declared, evidence = p.get("declared_ai_generated"), p.get("declaration_evidence")
+    code = f" ({p['declared_source_type']})" if p.get("declared_source_type") else ""
+    if declared is True:
+        parts.append(f"declares AI-generated{code} [{evidence}]")
+    elif declared is False:
+        parts.append(f"declares no generative AI{code} [{evidence}]")
+    generators = sorted({t["generator"] for t in p.get("metadata_traces") or []})
+    if generators:
+        parts.append(f"generator traces: {', '.join(generators)}")
+    if not parts:
+        status = p.get("status")
+        if status == "none":
+            return "none found (absence proves nothing)"
+        errors = p.get("errors") or []
+        return f"{status} ({errors[0][:80]})" if errors else str(status)
+    if declared is not True:
+        parts.append("no AI declaration (absence proves nothing)")
+    return " · ".join(parts)
+
+
+def provenance_lines(job: dict) -> list[str]:
+    """One ``provenance:`` line per file of a finished job (none before it succeeds)."""
+    result = job.get("result") or {}
+    if job.get("status") != "succeeded":
+        return []
+    if "items" not in result:
+        return (
+            [f"provenance: {provenance_summary(result['provenance'])}"]
+            if "provenance" in result
+            else []
+        )
+    lines = []
+    for item in result["items"]:
+        name = item.get("filename") or f"file {item.get('index', 0) + 1}"
+        if "provenance" in item:
+            lines.append(f"provenance ({name}): {provenance_summary(item['provenance'])}")
+        else:
+            code = (item.get("error") or {}).get("code", "no file")
+            lines.append(f"provenance ({name}): not read ({code})")
+    return lines
 
 
 @cli.command()

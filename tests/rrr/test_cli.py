@@ -51,3 +51,95 @@ def test_export_writes_an_onnx_file_that_agrees(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.onnx").is_file()
     assert '"max_probability_gap"' in result.output
+
+
+class _Answer:
+    def __init__(self, response) -> None:
+        self.status_code = response.status_code
+        self._body = response.get_json()
+
+    def json(self):
+        return self._body
+
+
+def _through_test_client(client, monkeypatch) -> None:
+    """``rrr submit`` talks to the API over HTTP with requests: answer it from the Flask test
+    client instead, running each job's worker tasks in this process when it is polled."""
+    import requests
+
+    from tests.support.jobs import run_job_here
+
+    def post(url, files, data, timeout):
+        form: dict = dict(data)
+        for field, (name, fh) in files:
+            form.setdefault(field, []).append((fh, name))
+        return _Answer(client.post("/v1/jobs", data=form, content_type="multipart/form-data"))
+
+    def get(url, timeout):
+        path = "/v1/" + url.split("/v1/", 1)[1]
+        run_job_here(path.rsplit("/", 1)[1])
+        return _Answer(client.get(path))
+
+    monkeypatch.setattr(requests, "post", post)
+    monkeypatch.setattr(requests, "get", get)
+
+
+def test_submit_wait_prints_one_provenance_line_per_file(client, monkeypatch, tmp_path):
+    import json
+
+    from tests.support import provenance as cc
+
+    chain = cc.make_chain()
+    ai = tmp_path / "generated.jpg"
+    ai.write_bytes(
+        cc.sign(cc.picture(), "image/jpeg", chain, cc.manifest("trainedAlgorithmicMedia"))
+    )
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(cc.picture("PNG"))
+    _through_test_client(client, monkeypatch)
+
+    result = CliRunner().invoke(cli, ["submit", str(ai), "--wait", "--url", "http://rrr.test"])
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)  # stdout stays one JSON document
+    assert job["result"]["provenance"]["declared_ai_generated"] is True
+    lines = [line for line in result.stderr.splitlines() if line.startswith("provenance")]
+    assert lines == [
+        "provenance: C2PA valid (signer RRR Test Signer of RRR Test Signing, untrusted)"
+        " · declares AI-generated (trainedAlgorithmicMedia) [signed]"
+    ]
+
+    result = CliRunner().invoke(
+        cli, ["submit", str(ai), str(plain), "--wait", "--url", "http://rrr.test"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("provenance")]
+    assert lines[1] == "provenance (plain.png): none found (absence proves nothing)"
+    assert lines[0].startswith("provenance (generated.jpg): C2PA valid")
+    assert len(lines) == 2
+
+
+def test_provenance_line_for_tampered_unsigned_and_unreadable_files():
+    from rrr.cli import provenance_summary
+
+    tampered = {
+        "status": "invalid",
+        "c2pa": {"state": "invalid", "failures": ["assertion.dataHash.mismatch"], "signer": None},
+        "declared_ai_generated": None,
+    }
+    assert provenance_summary(tampered) == (
+        "C2PA invalid (changed after signing) · no AI declaration (absence proves nothing)"
+    )
+    unsigned = {
+        "status": "found",
+        "c2pa": None,
+        "declared_ai_generated": True,
+        "declaration_evidence": "unsigned",
+        "metadata_traces": [{"generator": "ComfyUI"}],
+    }
+    assert provenance_summary(unsigned) == (
+        "declares AI-generated [unsigned] · generator traces: ComfyUI"
+    )
+    hostile = {"status": "unreadable", "xmp": {"state": "unreadable"}, "errors": ["too big"]}
+    assert provenance_summary(hostile) == (
+        "XMP unreadable · no AI declaration (absence proves nothing)"
+    )
