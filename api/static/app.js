@@ -3,7 +3,7 @@
 "use strict";
 
 import { api, ApiError, getApiKey, sentence, setApiKey, uploadJob } from "./api.js";
-import { el, pct, renderBatch, renderImage, verdictText } from "./render.js";
+import { el, pct, provenancePanel, renderBatch, renderImage, verdictText } from "./render.js";
 import { renderVideo } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
@@ -199,9 +199,12 @@ async function renderResult(job) {
   $("explanation").textContent = words.explanation;
   $("result").hidden = false;
   const files = localFiles.get(job.id);
+  let rendering = null;
   if (job.kind === "image") renderImage(job, files && files[0], body);
   else if (job.kind === "batch") renderBatch(job, files, body);
-  else if (job.kind === "video") await renderVideo(job, body);
+  else if (job.kind === "video") rendering = renderVideo(job, body); // lays out before it awaits
+  if (r.provenance) body.append(provenancePanel(r.provenance));
+  await rendering;
 }
 
 $("cancel").addEventListener("click", async () => {

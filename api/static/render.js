@@ -184,7 +184,8 @@ function batchCard(item, file, threshold) {
         `${pct(item.probability_fake, threshold)} manipulation score` });
   }
   return el("li", { class: "card", "data-index": item.index },
-    thumb, el("p", { class: "filename", text: item.filename || `file ${item.index + 1}` }), verdict);
+    thumb, el("p", { class: "filename", text: item.filename || `file ${item.index + 1}` }), verdict,
+    provenanceLine(item.provenance));
 }
 
 export function renderBatch(job, localFiles, body) {
@@ -218,4 +219,87 @@ export function renderBatch(job, localFiles, body) {
   body.append(counts,
     el("div", { class: "row" }, el("label", { for: "batch-sort", class: "inline", text: "Sort by" }), sort),
     grid);
+  const noted = r.items.find((item) => item.provenance);
+  if (noted) {
+    body.append(el("p", { class: "hint note", text: `Provenance (under each image): what the file itself ` +
+      `declares about its origin. ${noted.provenance.note || PROVENANCE_NOTE}` }));
+  }
+}
+
+// ---------------------------------------------------------------------------------- provenance
+
+// What the file itself declares about its origin (result.provenance): Content Credentials
+// (C2PA), IPTC/XMP declarations, generator traces. Said beside the model's guess, never mixed
+// into it; the API's own note (absence proves nothing) is always shown with it.
+const PROVENANCE_NOTE = "Absence of provenance metadata proves nothing: it is often stripped.";
+
+function credentialsText(p) {
+  const c = p.c2pa;
+  if (!c) return "none";
+  if (c.state === "valid" || c.state === "trusted") return p.trusted ? "trusted" : "valid";
+  if (c.state === "invalid") {
+    const changed = (c.failures || []).some((code) => code.includes("mismatch"));
+    return changed ? "invalid (changed after signing)" : "invalid (failed validation)";
+  }
+  return "unreadable";
+}
+
+function signerText(p) {
+  const s = p.c2pa && p.c2pa.signer;
+  if (!s || !(s.common_name || s.issuer)) return null;
+  const who = [s.common_name, s.issuer].filter(Boolean).join(", issued by ");
+  const trust = p.trusted ? "a signer this service trusts" : "not a signer this service is set to trust";
+  return `Signed by ${who} (${trust}).`;
+}
+
+function declarationText(p, compact) {
+  const evidence = p.declaration_evidence === "signed" ? "signed" : "unsigned";
+  const code = p.declared_source_type ? ` (${p.declared_source_type})` : "";
+  if (p.declared_ai_generated === true) {
+    return compact ? `declares AI-generated [${evidence}]`
+      : `Declares AI-generated${code}: ${evidence} metadata` +
+        (evidence === "unsigned" ? ", which anyone can write." : ".");
+  }
+  if (p.declared_ai_generated === false) {
+    return compact ? `declares no AI [${evidence}]`
+      : `Declares no generative AI${code}: ${evidence} metadata.`;
+  }
+  return compact ? null : "No declaration of how it was made.";
+}
+
+function tracesText(p) {
+  const traces = p.metadata_traces || [];
+  if (!traces.length) return null;
+  return "Generator traces: " +
+    traces.map((t) => `${t.generator} (${t.source} ${t.field})`).join(", ") + ".";
+}
+
+export function provenancePanel(p) {
+  const status = credentialsText(p);
+  const lines = [
+    el("p", { class: "credentials", text: `Content Credentials: ${status}` }),
+    signerText(p) ? el("p", { text: signerText(p) }) : null,
+    el("p", { class: `declaration ${p.declared_ai_generated === true ? "declared-ai" : ""}`,
+      text: declarationText(p, false) }),
+    tracesText(p) ? el("p", { text: tracesText(p) }) : null,
+    p.status === "unreadable"
+      ? el("p", { text: "Some metadata could not be read (malformed, too large or hostile); what could be read is shown." })
+      : null,
+    el("p", { class: "hint note", text: p.note || PROVENANCE_NOTE }),
+  ];
+  return el("div", { class: "provenance", "data-status": p.status },
+    el("h3", { text: "Provenance" }), ...lines);
+}
+
+// One line for a batch card; the batch shows the note once below its cards.
+export function provenanceLine(p) {
+  if (!p) return null;
+  const parts = [];
+  if (p.c2pa) parts.push(`Credentials: ${credentialsText(p)}`);
+  const declared = declarationText(p, true);
+  if (declared) parts.push(declared);
+  if (!parts.length && (p.metadata_traces || []).length) parts.push("generator traces");
+  if (!parts.length) parts.push(p.status === "unreadable" ? "Metadata unreadable" : "No provenance metadata");
+  return el("p", { class: `provenance-line ${p.declared_ai_generated === true ? "declared-ai" : ""}`,
+    "data-status": p.status, text: parts.join(" · ") });
 }

@@ -359,6 +359,33 @@ def test_keyboard_reaches_the_drop_zone_with_visible_focus(page):
     assert style == ["solid", "3px"], "the drop zone shows the focused input"
 
 
+def test_provenance_panel_for_a_signed_ai_declared_image(page, face_crops, tmp_path, artifacts):
+    from tests.support import provenance as cc
+
+    signed = tmp_path / "generated.jpg"
+    definition = cc.manifest("trainedAlgorithmicMedia", agent="RRR Test Generator")
+    signed.write_bytes(
+        cc.sign(face_crops["real"][0].read_bytes(), "image/jpeg", cc.make_chain(), definition)
+    )
+    page.open()
+    page.upload(signed)
+    job_id = page.job_id()
+    assert page.wait_finished() == "Finished."
+    provenance = page.job(job_id)["result"]["provenance"]
+    assert provenance["declared_ai_generated"] is True
+
+    panel = page.driver.find_element(By.CSS_SELECTOR, "#result-body .provenance")
+    text = panel.text
+    assert "Content Credentials: valid" in text
+    assert "Signed by RRR Test Signer, issued by RRR Test Signing" in text
+    assert "not a signer this service is set to trust" in text
+    assert "Declares AI-generated (trainedAlgorithmicMedia): signed metadata." in text
+    assert "proves nothing" in text
+    # the model's verdict stays where it was, its own words
+    assert page.text("verdict").split(":")[0] in VERDICT_WORDS.values()
+    save_shot(page.driver, artifacts, "image-provenance", panel)
+
+
 def test_no_javascript_errors_in_the_console(page):
     """Last in the module: every page above ran without an uncaught script error. (Refused
     uploads are logged as network errors by the browser itself; those are expected.)"""
