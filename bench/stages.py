@@ -63,7 +63,13 @@ def image_stages(n_images: int = 64) -> dict[str, Any]:
     analyzer = get_analyzer()
     paths = dfdc_crops(n_images, seed=1)
     analyzer.analyze_image(paths[0])  # warm-up
-    per_stage: dict[str, list[float]] = {"decode": [], "detect": [], "infer": [], "total": []}
+    per_stage: dict[str, list[float]] = {
+        "provenance": [],
+        "decode": [],
+        "detect": [],
+        "infer": [],
+        "total": [],
+    }
     faces = 0
     for path in paths:
         result, _ = analyzer.analyze_image(path)

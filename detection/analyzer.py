@@ -166,8 +166,9 @@ class Analyzer:
         upload's sniffed type, a hint for the reader)."""
         t0 = time.perf_counter()
         before = Counter(self.stage_seconds)
-        declared = file_provenance(path, mime) if provenance else None
         rgb = self.decode(path)
+        # after decoding: the file is then in the page cache, so this stage never pays its read
+        declared = file_provenance(path, mime) if provenance else None
         result = self.image_result(rgb, self.faces_in([rgb])[0])
         spent = self.stage_seconds - before
         result["timings_ms"] = {
@@ -205,10 +206,11 @@ class Analyzer:
                     if upload_error is not None:
                         raise upload_error
                     assert path is not None
-                    entry["provenance"] = file_provenance(path, mimes[index] if mimes else None)
                     decoded.append((entry, self.decode(path)))
                 except DetectionError as exc:
                     entry["error"] = {"code": exc.code, "message": exc.message}
+                if path is not None and upload_error is None:  # read after decoding: cached
+                    entry["provenance"] = file_provenance(path, mimes[index] if mimes else None)
                 entries.append(entry)
             faces = self.faces_in([rgb for _, rgb in decoded])
             for (entry, rgb), found in zip(decoded, faces, strict=True):

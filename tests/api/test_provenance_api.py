@@ -206,16 +206,21 @@ def test_unreadable_trust_anchors_never_fail_a_job(client, chain, tmp_path, over
 def test_batch_items_each_carry_their_own_provenance(client, chain):
     cases = files(chain)
     upload = [(io.BytesIO(data), name) for name, data in cases.values()]
+    signed = cases["ai"][1]
+    upload.append((io.BytesIO(signed[: len(signed) // 2]), "cut.jpg"))  # stored, undecodable
     upload.append((io.BytesIO(b"text, not an image"), "notes.jpg"))  # refused at upload
     job = _finished(client, _submit(client, files=upload))
     items = job["result"]["items"]
-    assert [item["filename"] for item in items[:-1]] == [name for name, _ in cases.values()]
+    assert [item["filename"] for item in items[:-2]] == [name for name, _ in cases.values()]
     for case, item in zip(cases, items, strict=False):
         assert "error" not in item, item
         check(case, item["provenance"])
         assert item["provenance"]["elapsed_ms"] >= 0  # batch items have no timings of their own
-    assert items[-1]["error"]["code"] == "unsupported_media_type"
-    assert "provenance" not in items[-1]  # no stored file, nothing to read
+    cut, refused = items[-2:]
+    assert cut["error"]["code"] == "image_corrupt"
+    assert cut["provenance"]["declared_ai_generated"] is None  # a cut manifest declares nothing
+    assert refused["error"]["code"] == "unsupported_media_type"
+    assert "provenance" not in refused  # no stored file, nothing to read
     assert job["result"]["summary"]["processed"] == len(cases)
 
 
