@@ -51,6 +51,10 @@ def clean_filename(name: str | None) -> str:
     return name[:MAX_FILENAME] or "upload"
 
 
+def _printable_ascii(value: str) -> bool:
+    return all(" " <= ch <= "~" for ch in value)
+
+
 def _files_from(request: Request, expect: str | None) -> tuple[JobKind | None, list[FileStorage]]:
     single = request.files.getlist("file")
     many = request.files.getlist("files")
@@ -125,9 +129,10 @@ def validate(request: Request, expect: str | None) -> Submission:
         check_submission_limits(session)
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key is not None:
-        if len(idempotency_key) > 120:
+        if len(idempotency_key) > 120 or not _printable_ascii(idempotency_key):
             raise BadRequest(
-                "Idempotency-Key must be at most 120 characters", code="invalid_header"
+                "Idempotency-Key must be at most 120 printable ASCII characters",
+                code="invalid_header",
             )
         # keys are scoped per API key, so two clients cannot collide or probe each other
         idempotency_key = f"{owner or '-'}:{idempotency_key}"

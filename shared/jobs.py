@@ -15,6 +15,7 @@ segments have their own lifecycle in shared/segments.py.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,8 @@ from shared.errors import Conflict, NotFound
 from shared.models import TERMINAL_STATUSES, FrameResult, Job, JobKind, JobStatus, Segment, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+# what ``new_job_id`` makes: anything else names no job, and never reaches SQL
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 # A job is re-run from scratch after a worker died mid-task; past this many starts it is a
 # poison job (e.g. media that kills the decoder) and fails instead of looping forever.
 MAX_ATTEMPTS = 3
@@ -73,11 +76,18 @@ def find_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
 
 
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a job id (32 lowercase hex digits)."""
+    return JOB_ID.fullmatch(value) is not None
+
+
 def get_job(session: Session, job_id: str, owner: str | None = None) -> Job:
-    """The job; with ``owner``, only if that API key created it (else it does not exist)."""
-    job = session.get(Job, job_id)
+    """The job; with ``owner``, only if that API key created it (else it does not exist).
+    A value that is not shaped like a job id is answered without a query."""
+    job = session.get(Job, job_id) if is_job_id(job_id) else None
     if job is None or (owner is not None and job.owner != owner):
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+        shown = job_id if is_job_id(job_id) else ascii(job_id[:40])
+        raise NotFound(f"no job with id {shown}", code="job_not_found")
     return job
 
 
