@@ -126,6 +126,7 @@ def validate(request: Request, expect: str | None) -> Submission:
     params = parse_job_params(request.form)
     owner = current_owner()
     with session_scope() as session:
+        # a cheap early refusal, before the upload is stored; the binding check is in create()
         check_submission_limits(session)
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key is not None:
@@ -191,13 +192,18 @@ def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
 
 
 def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bool]:
-    """Insert the queued job; (job, True). Idempotency lives here alone: a key already used
-    for the same request answers with that request's job, (job, False); for a different
-    request, with a Conflict. That holds also when two requests with one key race."""
+    """Insert the queued job; (job, True). The submission limits are checked here, under
+    ``jobs.lock_submissions``, so they hold under any concurrency. Idempotency lives here
+    alone: a key already used for the same request answers with that request's job,
+    (job, False); for a different request, with a Conflict. That holds also when two
+    requests with one key race."""
     key = submission.idempotency_key
     with session_scope() as session:
+        # count and insert in one transaction that no other submission can interleave with
+        jobs.lock_submissions(session)
         if key is not None and (earlier := jobs.find_by_idempotency_key(session, key)):
             return _repeated(earlier, stored), False
+        check_submission_limits(session)
         try:
             job = jobs.create_job(
                 session,

@@ -24,7 +24,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
-from shared.models import TERMINAL_STATUSES, FrameResult, Job, JobKind, JobStatus, Segment, utcnow
+from shared.models import (
+    TERMINAL_STATUSES,
+    Counter,
+    FrameResult,
+    Job,
+    JobKind,
+    JobStatus,
+    Segment,
+    utcnow,
+)
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 # what ``new_job_id`` makes: anything else names no job, and never reaches SQL
@@ -70,6 +79,26 @@ def create_job(
             code="idempotency_conflict",
         ) from exc
     return job
+
+
+SUBMISSIONS_LOCK = "lock:submissions"
+
+
+def lock_submissions(session: Session) -> None:
+    """Serialise submissions across every API process until this transaction ends, so that the
+    limits counted in it (queue size, a key's unfinished jobs, its rate) and the insert that
+    follows are one atomic step. It is a write to one row of ``counters``: PostgreSQL holds a
+    row lock on it, SQLite its write lock (a write as the first statement of a transaction
+    waits for the lock instead of failing). Call it first in the transaction."""
+    table = Counter.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).values(name=SUBMISSIONS_LOCK, value=0.0).on_conflict_do_nothing())
+    session.execute(
+        update(table).where(table.c.name == SUBMISSIONS_LOCK).values(value=table.c.value + 1)
+    )
 
 
 def find_by_idempotency_key(session: Session, key: str) -> Job | None:
