@@ -42,6 +42,11 @@ class Settings:
     inference_threads: int
     decode_threads: int
     sync_timeout_s: float
+    sync_max_waiting: int
+    api_threads: int
+    api_connections: int
+    client_timeout_s: float
+    max_segments: int
     heatmaps: bool
     stale_after_s: float
     requeue_after_s: float
@@ -85,6 +90,12 @@ class Settings:
             # video decoder threads; 0 = one per CPU core (see docs/video-decoding.md)
             decode_threads=int(_env("RRR_DECODE_THREADS", "0")),
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
+            # /predict requests waiting at once per API process; keep it below RRR_API_THREADS
+            sync_max_waiting=int(_env("RRR_SYNC_MAX_WAITING", "8")),
+            api_threads=int(_env("RRR_API_THREADS", "16")),
+            api_connections=int(_env("RRR_API_CONNECTIONS", "1000")),
+            client_timeout_s=float(_env("RRR_CLIENT_TIMEOUT_S", "60")),
+            max_segments=int(_env("RRR_MAX_SEGMENTS", "128")),
             heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),
             stale_after_s=float(_env("RRR_STALE_AFTER_S", "300")),
             requeue_after_s=float(_env("RRR_REQUEUE_AFTER_S", "600")),
