@@ -37,7 +37,9 @@ def _eta_seconds(job: Job) -> float | None:
         return None
     elapsed = (utcnow() - job.started_at).total_seconds()
     remaining = job.progress_total - job.progress_done
-    return round(elapsed / job.progress_done * remaining, 1)
+    # never past the deadline at which the job would be stopped anyway
+    left = max(0.0, settings.job_deadline_s - elapsed)
+    return round(min(elapsed / job.progress_done * remaining, left), 1)
 
 
 def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ bad media: the job fails with that code and message.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import warnings
@@ -288,6 +289,63 @@ def probe_video(path: Path) -> VideoInfo:
     return VideoInfo(fps=fps, frame_count=count, width=width, height=height)
 
 
+def stream_frames(path: Path, info: VideoInfo) -> tuple[list[int], list[int]] | None:
+    """The numbers of every frame and of every keyframe in the video, sorted, from the packets'
+    timestamps (read, never decoded: cheap even for long files); None when the stream has no
+    usable timestamps."""
+    video = _Video(path, info.fps, 1)
+    frames: list[int] = []
+    keyframes: list[int] = []
+    try:
+        if not video.timed:
+            return None
+        for packet in video.container.demux(video.stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            n = video._number_at(packet.pts)
+            frames.append(n)
+            if packet.is_keyframe:
+                keyframes.append(n)
+    except av.FFmpegError:
+        pass  # a damaged tail: plan from what was read; decoding stops there too
+    finally:
+        video.close()
+    return sorted(frames), sorted(keyframes)
+
+
+def planned_samples(
+    info: VideoInfo,
+    sample_fps: float,
+    max_frames: int,
+    sampling: str,
+    stream: tuple[list[int], list[int]] | None,
+) -> list[int]:
+    """The sample indices ``sample_frames`` yields a row for, decided from ``stream_frames``
+    without decoding (all samples when the timestamps are unknown). A sparse video (frames far
+    apart, whatever its declared duration) has as many samples as it has frames to show."""
+    total = info.expected_samples(sample_fps, max_frames)
+    if stream is None:
+        return list(range(total))
+    frames, keyframes = stream
+    out = []
+    for k in range(total):
+        target = info.frame_for_sample(k, sample_fps)
+        if sampling == "keyframes":
+            i = bisect.bisect_right(keyframes, target) - 1
+            before = info.frame_for_sample(k - 1, sample_fps) if k > 0 else -1
+            if i >= 0 and keyframes[i] > before:
+                out.append(k)
+        else:
+            i = bisect.bisect_left(frames, target)
+            if i == len(frames):
+                break
+            if frames[i] < info.frame_for_sample(k + 1, sample_fps):
+                out.append(k)
+    return out
+
+
 def sample_frames(
     path: Path,
     info: VideoInfo,
@@ -299,7 +357,9 @@ def sample_frames(
 ) -> Iterator[SampledFrame]:
     """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at ``sample_fps``.
 
-    ``exact``: sample k is ``info.frame_for_sample(k)``. One seek to the keyframe before the
+    ``exact``: sample k is ``info.frame_for_sample(k)``, the first frame at or after its time,
+    yielded only if it lies before sample k + 1's time (so each frame is analysed at most once,
+    however far it is from the one before). One seek to the keyframe before the
     first wanted frame, then the file is read in order (no more seeks: seeking before each
     sample costs far more with H.264); frames are decoded (frame threads) from the last
     keyframe before each wanted frame, so keyframe intervals with no sample in them are never
@@ -341,13 +401,16 @@ def _exact_samples(
     for n, frame in video.frames_from(lambda: target, keyframes_only=False):  # noqa: B023
         if n < target:
             continue
-        rgb = video.rgb(frame)
-        # the first frame at or after the sample's time; after a gap in the timestamps it is
-        # that frame for every sample the gap covers
+        rgb = None
+        # the first frame at or after the sample's time, kept only while it lies before the
+        # next sample's time: after a gap in the timestamps the frame is analysed once (as the
+        # last sample the gap covers), not once per sample, so empty stretches cost nothing
         while k < end and n >= target:
-            yield SampledFrame(k, n, round(n / info.fps, 3), rgb)
-            k += 1
-            target = info.frame_for_sample(k, sample_fps)
+            following = info.frame_for_sample(k + 1, sample_fps)
+            if n < following:
+                rgb = video.rgb(frame) if rgb is None else rgb
+                yield SampledFrame(k, n, round(n / info.fps, 3), rgb)
+            k, target = k + 1, following
         if k >= end:
             return
 

@@ -8,6 +8,7 @@ running under the claim (attempt) that planned them.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -28,19 +29,37 @@ def job_runs_under(session: Session, job_id: str, attempt: int) -> bool:
     return found is not None
 
 
+def group_ranges(
+    samples: list[int], total: int, per: int, max_segments: int
+) -> list[tuple[int, int]]:
+    """[first, end) ranges of sample indices covering 0 .. ``total``, each holding at most
+    ``per`` of ``samples`` (the indices that yield a row), and at most ``max_segments`` ranges
+    (then more rows each). Ranges are cut only at samples, so empty stretches of a video make
+    no segment of their own."""
+    if total <= 0:
+        return []
+    if not samples:
+        return [(0, total)]
+    per = max(1, per, math.ceil(len(samples) / max(1, max_segments)))
+    starts = [0, *samples[per::per]]
+    return [(a, b) for a, b in zip(starts, [*starts[1:], total], strict=True)]
+
+
 def plan_segments(
     session: Session,
     job_id: str,
     attempt: int,
     ranges: list[tuple[int, int]],
     probe: dict[str, Any],
+    rows: int | None = None,
 ) -> list[int] | None:
     """Record the video's segments (keeping those already done by an earlier claim) and its
     probe facts (the job's ``probe``); returns the indices still to publish, or None if the job
-    is not ours."""
+    is not ours. ``rows``: the frame rows the segments will write (the progress total; by
+    default one per sample)."""
     if not job_runs_under(session, job_id, attempt):
         return None
-    total = ranges[-1][1] if ranges else 0
+    total = rows if rows is not None else (ranges[-1][1] if ranges else 0)
     if not write_if_owned(session, job_id, attempt, progress_total=total, probe=probe):
         return None
     query = select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)
