@@ -34,6 +34,8 @@ class Settings:
     max_upload_mb: float
     max_batch_files: int
     max_image_pixels: int
+    max_analysis_pixels: int
+    image_memory_mb: float
     sample_fps: float
     max_frames: int
     threshold: float | None
@@ -78,6 +80,9 @@ class Settings:
             max_upload_mb=float(_env("RRR_MAX_UPLOAD_MB", "500")),
             max_batch_files=int(_env("RRR_MAX_BATCH_FILES", "100")),
             max_image_pixels=int(_env("RRR_MAX_IMAGE_PIXELS", "40000000")),
+            # larger images are analysed at a reduced size (JPEG: decoded reduced)
+            max_analysis_pixels=int(_env("RRR_MAX_ANALYSIS_PIXELS", "12000000")),
+            image_memory_mb=float(_env("RRR_IMAGE_MEMORY_MB", "256")),
             sample_fps=float(_env("RRR_SAMPLE_FPS", "1.0")),
             max_frames=int(_env("RRR_MAX_FRAMES", "7200")),
             threshold=float(threshold) if threshold else None,

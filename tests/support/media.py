@@ -144,14 +144,22 @@ def sparse_mkv(path: Path, gap_s: int = 200_000, size: tuple[int, int] = (64, 48
     return path
 
 
-def big_jpeg(width: int = 7360, height: int = 4912, quality: int = 90) -> bytes:
-    """A 36-megapixel JPEG of a few hundred kilobytes (smooth gradients compress well)."""
+def big_jpeg(
+    width: int = 7360, height: int = 4912, quality: int = 90, face_from: Path | None = None
+) -> bytes:
+    """A 36-megapixel JPEG of about a megabyte (smooth gradients compress well); with
+    ``face_from``, that face crop enlarged in the middle."""
     x = np.linspace(0, 255, width, dtype=np.float32)
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     rgb = np.empty((height, width, 3), np.uint8)
     rgb[..., 0] = x
     rgb[..., 1] = y
     rgb[..., 2] = 128
+    if face_from is not None:
+        side = min(width, height) // 3
+        face = np.asarray(Image.open(face_from).convert("RGB").resize((side, side)))
+        top, left = (height - side) // 2, (width - side) // 2
+        rgb[top : top + side, left : left + side] = face
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
