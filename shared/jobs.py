@@ -16,7 +16,7 @@ segments have their own lifecycle in shared/segments.py.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -286,13 +286,69 @@ def mark_published(session: Session, job_id: str, not_since: datetime | None = N
     return session.execute(query.values(published_at=utcnow())).rowcount == 1
 
 
+# How far publish times may be out of order between publishers (an API thread stamps a job,
+# commits, then publishes; hosts' clocks differ a little). A waiting message is judged lost only
+# when a message stamped this much later has already been taken from its queue.
+RECEIVED_SLACK_S = 60.0
+
+
+def _received_key(queue: str) -> str:
+    return f"received:{queue}"
+
+
+def note_received(session: Session, queue: str, published_at: datetime | None) -> None:
+    """A worker took from ``queue`` a message first published at ``published_at``: raise the
+    queue's watermark (the newest such time) to it. Queues are first in, first out, so a
+    message published before the watermark that is still waiting was lost."""
+    if published_at is None:
+        return
+    stamp = published_at.timestamp()
+    table = Counter.__table__
+    name = _received_key(queue)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).values(name=name, value=stamp).on_conflict_do_nothing())
+    session.execute(
+        update(table).where(table.c.name == name, table.c.value < stamp).values(value=stamp)
+    )
+
+
+def received_watermark(session: Session, queue: str) -> datetime | None:
+    """The newest publish time among messages taken from ``queue`` (None: none yet)."""
+    value = session.scalar(select(Counter.value).where(Counter.name == _received_key(queue)))
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def lost_before(session: Session, queue: str, depths: dict[str, int] | None) -> datetime | None:
+    """Messages of ``queue`` published before this time and still waiting were lost; None
+    when every one of them was: the broker holds nothing for that queue (e.g. it restarted
+    empty). ``depths`` None (unknown) judges by age alone, as ``sweep``'s callers without a
+    broker do."""
+    if depths is None or depths.get(queue, 0) == 0:
+        return None
+    mark = received_watermark(session, queue)
+    if mark is None:
+        return datetime.min.replace(tzinfo=UTC)  # nothing taken yet: nothing known lost
+    return mark - timedelta(seconds=RECEIVED_SLACK_S)
+
+
 def sweep(
-    session: Session, *, stale_after_s: float, requeue_after_s: float, deadline_s: float
+    session: Session,
+    *,
+    stale_after_s: float,
+    requeue_after_s: float,
+    deadline_s: float,
+    queue_depths: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     """Recover jobs whose message or worker was lost; returns (id, kind) of jobs to publish.
 
-    - queued, never published or not re-published for ``requeue_after_s``: publish again
-      (a broker restart may have dropped the message; duplicates are harmless);
+    - queued, never published, or not re-published for ``requeue_after_s`` and lost: its
+      queue is empty in the broker (``queue_depths``: it restarted empty), or a message
+      published after it (RECEIVED_SLACK_S later) was already taken from that queue. A long
+      backlog still waiting in the broker is left alone, so its messages are not duplicated;
+      without ``queue_depths``, age alone decides;
     - running without a heartbeat for ``stale_after_s``: its worker died; publish again, or
       fail it once it has used up ``MAX_ATTEMPTS``;
     - running for longer than ``deadline_s``: fail it.
@@ -332,7 +388,7 @@ def sweep(
             )
     requeue_before = now - timedelta(seconds=requeue_after_s)
     candidates = session.execute(
-        select(Job.id, Job.kind, Job.status).where(
+        select(Job.id, Job.kind, Job.status, Job.published_at).where(
             (
                 (Job.status == JobStatus.QUEUED.value)
                 & (Job.published_at.is_(None) | (Job.published_at < requeue_before))
@@ -345,8 +401,17 @@ def sweep(
             )
         )
     ).all()
+    from shared.queue import queue_for
+
     chosen = []
-    for job_id, kind, status in candidates:
+    marks: dict[str, datetime | None] = {}
+    for job_id, kind, status, published_at in candidates:
+        if status == JobStatus.QUEUED.value and published_at is not None:
+            queue = queue_for(kind)
+            if queue not in marks:
+                marks[queue] = lost_before(session, queue, queue_depths)
+            if marks[queue] is not None and published_at >= marks[queue]:
+                continue  # still waiting its turn in the broker
         not_since = requeue_before if status == JobStatus.QUEUED.value else stale
         if mark_published(session, job_id, not_since=not_since):
             chosen.append((job_id, kind))

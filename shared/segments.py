@@ -15,8 +15,16 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.jobs import MAX_ATTEMPTS, count_frames, mark_failed, touch, write_if_owned
+from shared.jobs import (
+    MAX_ATTEMPTS,
+    count_frames,
+    lost_before,
+    mark_failed,
+    touch,
+    write_if_owned,
+)
 from shared.models import FrameResult, Job, JobStatus, Segment, SegmentStatus, utcnow
+from shared.queue import VIDEO_QUEUE
 
 
 def job_runs_under(session: Session, job_id: str, attempt: int) -> bool:
@@ -181,16 +189,29 @@ def all_frames(session: Session, job_id: str) -> list[dict[str, Any]]:
 
 
 def sweep_segments(
-    session: Session, *, stale_after_s: float, requeue_after_s: float
+    session: Session,
+    *,
+    stale_after_s: float,
+    requeue_after_s: float,
+    queue_depths: dict[str, int] | None = None,
 ) -> list[tuple[str, int, int]]:
     """Segments of running jobs whose worker died (running, no heartbeat) or whose message was
-    lost (queued too long): (job id, index, attempt) to publish again. Poison segments (that
-    used up MAX_ATTEMPTS) fail their job."""
+    lost (queued too long, and lost as ``jobs.sweep`` judges it from ``queue_depths``):
+    (job id, index, attempt) to publish again. Poison segments (that used up MAX_ATTEMPTS)
+    fail their job."""
     now = utcnow()
     stale = now - timedelta(seconds=stale_after_s)
     requeue = now - timedelta(seconds=requeue_after_s)
+    waiting_since = lost_before(session, VIDEO_QUEUE, queue_depths)
     rows = session.execute(
-        select(Segment.job_id, Segment.index, Segment.attempts, Job.attempts)
+        select(
+            Segment.job_id,
+            Segment.index,
+            Segment.attempts,
+            Job.attempts,
+            Segment.status,
+            Segment.updated_at,
+        )
         .join(Job, Job.id == Segment.job_id)
         .where(
             Job.status == JobStatus.RUNNING.value,
@@ -218,7 +239,13 @@ def sweep_segments(
         )
         touch(session, job_id)  # heartbeat
     chosen = [(job_id, 0, job_attempt) for job_id, job_attempt in orphaned]
-    for job_id, index, segment_attempts, job_attempt in rows:
+    for job_id, index, segment_attempts, job_attempt, status, updated_at in rows:
+        if (
+            status == SegmentStatus.QUEUED.value
+            and waiting_since is not None
+            and updated_at >= waiting_since
+        ):
+            continue  # its message is still waiting its turn in the broker
         if segment_attempts >= MAX_ATTEMPTS:
             mark_failed(
                 session,
