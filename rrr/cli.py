@@ -30,6 +30,14 @@ def require_weights() -> None:
             "without them. Set RRR_WEIGHTS_PATH to a checkpoint with its exported .onnx file "
             "beside it, or RRR_ENGINE=torch (see weights/README.md)."
         )
+    if settings.engine == "onnx":
+        from detection.detector import verified_onnx_sha256
+        from shared.errors import ModelUnavailable
+
+        try:
+            verified_onnx_sha256(settings.weights_path)
+        except ModelUnavailable as exc:
+            fail(exc.message)
 
 
 def worker_command(queues: str, loglevel: str, name: str) -> list[str]:
