@@ -14,6 +14,6 @@ COPY training training
 COPY migrations migrations
 COPY weights weights
 RUN pip install .
-ENV RRR_VAR_DIR=/data RRR_STORAGE_DIR=/data/uploads RRR_WEIGHTS_PATH=/app/weights/rrr-b0-v1.pt
+ENV RRR_VAR_DIR=/data RRR_STORAGE_DIR=/data/uploads RRR_WEIGHTS_PATH=/app/weights/rrr-b0-v2.pt
 EXPOSE 8000
 CMD ["rrr", "up", "--host", "0.0.0.0"]

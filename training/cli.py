@@ -103,6 +103,13 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
     show_default=True,
     help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).",
 )
+@click.option(
+    "--self-blend",
+    default=0.0,
+    show_default=True,
+    help="Share of each batch replaced by self-blended real faces: face-swap examples made "
+    "from real faces alone (training/blend.py).",
+)
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
     from training.train import TrainConfig, train
@@ -129,7 +136,7 @@ def train_command(**kwargs: object) -> None:
 @click.option(
     "--checkpoint",
     "checkpoint",
-    default="weights/rrr-b0-v1.pt",
+    default="weights/rrr-b0-v2.pt",
     show_default=True,
     help="Checkpoint to evaluate (ours or the prototype's).",
 )
@@ -323,7 +330,9 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     multiple=True,
     help="Source to leave out; repeatable [default: every source of the table].",
 )
-@click.option("--steps", default=400, show_default=True, help="Optimiser steps per fold.")
+@click.option("--steps", default=900, show_default=True, help="Optimiser steps per fold.")
+@click.option("--lr", default=3e-4, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--warmup-steps", default=50, show_default=True)
 @click.option(
     "--init",
     default="weights/rrr-b0-v1.pt",
@@ -351,6 +360,13 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     show_default=True,
     help="Keep B0's stem and this many first blocks fixed (as rrr train).",
 )
+@click.option(
+    "--self-blend",
+    default=0.0,
+    show_default=True,
+    help="Share of each batch replaced by self-blended real faces: face-swap examples made "
+    "from real faces alone (training/blend.py).",
+)
 def loso_command(**kwargs: object) -> None:
     """Leave-one-source-out: train without each source, test on it; prints the table."""
     from training.data import read_labels
@@ -370,6 +386,9 @@ def loso_command(**kwargs: object) -> None:
         threads=int(kwargs["threads"]),
         max_minutes=kwargs["max_minutes"],  # type: ignore[arg-type]
         freeze_blocks=int(kwargs["freeze_blocks"]),  # type: ignore[arg-type]
+        lr=float(kwargs["lr"]),  # type: ignore[arg-type]
+        warmup_steps=int(kwargs["warmup_steps"]),  # type: ignore[arg-type]
+        self_blend=float(kwargs["self_blend"]),  # type: ignore[arg-type]
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
     unfinished = [s for s, f in results["folds"].items() if "sources" not in f]
@@ -380,7 +399,7 @@ def loso_command(**kwargs: object) -> None:
 @click.command("robustness")
 @click.option(
     "--checkpoint",
-    default="weights/rrr-b0-v1.pt",
+    default="weights/rrr-b0-v2.pt",
     show_default=True,
     help="The checkpoint to attack (the shipped weights by default).",
 )

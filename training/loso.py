@@ -26,6 +26,9 @@ def run_loso(
     max_minutes: float | None = None,
     batch_size: int = 32,
     freeze_blocks: int = 2,
+    lr: float = 3e-4,
+    warmup_steps: int = 50,
+    self_blend: float = 0.0,
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -37,6 +40,7 @@ def run_loso(
         "steps": steps,
         "init": init,
         "freeze_blocks": freeze_blocks,
+        "self_blend": self_blend,
         "folds": {},
     }
     for source in sources:
@@ -58,6 +62,9 @@ def run_loso(
                     max_minutes=max_minutes,
                     batch_size=batch_size,
                     freeze_blocks=freeze_blocks,
+                    lr=lr,
+                    warmup_steps=warmup_steps,
+                    self_blend=self_blend,
                 )
             )
             finished = json.loads(summary.read_text())["stopped"] == "finished"

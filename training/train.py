@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from detection.model import (
+    FAKE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
     LABELS,
@@ -23,6 +24,7 @@ from detection.model import (
     preprocess,
 )
 from detection.network import build_model, load_checkpoint, save_checkpoint
+from training.blend import self_blend
 from training.data import (
     SPLIT_SALT,
     Sample,
@@ -75,6 +77,9 @@ class TrainConfig:
     # keep the stem and this many first blocks of B0 fixed: their backward pass is the costliest
     # part of a CPU step at full resolution, and low-level filters need little change
     freeze_blocks: int = 0
+    # share of each batch replaced by self-blended real faces labelled as face swaps
+    # (training/blend.py): swap traces without any one method's fingerprint
+    self_blend: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -233,6 +238,8 @@ def train(cfg: TrainConfig) -> dict:
     train_images = predecode(train_set, cfg.input_size, "decode train")
     val_images = predecode(val_set, cfg.input_size, "decode val")
     train_labels = np.array([s.label for s in train_set], dtype=np.int64)
+    train_reals = np.flatnonzero([not s.is_fake for s in train_set])
+    swap_label = labels.index("FACE_SWAP") if "FACE_SWAP" in labels else FAKE_INDEX
     val_fake = np.array([s.is_fake for s in val_set])
     val_sources = np.array([s.source for s in val_set])
 
@@ -312,10 +319,16 @@ def train(cfg: TrainConfig) -> dict:
             idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
             rng = np.random.default_rng([cfg.seed, epoch, pos, 1])
         t0 = time.monotonic()
-        crops = [augment(train_images[i], rng) for i in idx]
+        targets = train_labels[idx].copy()
+        sources = [train_images[i] for i in idx]
+        if cfg.self_blend > 0:
+            for slot in np.flatnonzero(rng.random(len(idx)) < cfg.self_blend):
+                sources[slot] = self_blend(train_images[rng.choice(train_reals)], rng)
+                targets[slot] = swap_label
+        crops = [augment(image, rng) for image in sources]
         x = torch.from_numpy(preprocess(crops, model_config)).to(device)
         x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(train_labels[idx]).to(device)
+        y = torch.from_numpy(targets).to(device)
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

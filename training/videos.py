@@ -26,6 +26,7 @@ def analyzer_for(
         threshold=detector.config.threshold if threshold is None else threshold,
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
+        unsure_margin=detector.config.unsure_margin,
     )
 
 
@@ -64,6 +65,7 @@ def evaluate_videos(
     return {
         "videos": len(results),
         "correct": sum(r["correct"] for r in results),
+        "uncertain": sum(r["prediction"] == "UNCERTAIN" for r in results),
         "accuracy": sum(r["correct"] for r in results) / len(results) if results else None,
         "threshold": analyzer.threshold,
         "aggregation": "mean_of_frame_max",

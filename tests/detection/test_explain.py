@@ -21,7 +21,13 @@ def autograd_gradcam(model, config, crop: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(preprocess([crop], config))
         with torch.enable_grad():
             logits = model(x)
-            grads = torch.autograd.grad(logits[0, FAKE_INDEX], captured["a"])[0]
+            if len(config.labels) == 2:
+                target = logits[0, FAKE_INDEX]
+            else:  # several fake classes: "some fake class" over REAL, as the heatmap explains
+                real = config.real_index
+                fakes = [i for i in range(len(config.labels)) if i != real]
+                target = logits[0, fakes].mean() - logits[0, real]
+            grads = torch.autograd.grad(target, captured["a"])[0]
     finally:
         handle.remove()
     weights = grads.mean(dim=(2, 3), keepdim=True)
