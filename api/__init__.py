@@ -17,6 +17,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False
+    # "/v1//jobs" is no route (a JSON 404), not an HTML redirect to "/v1/jobs"
+    app.url_map.merge_slashes = False
     configure_logging()
 
     from api import errors, health, jobs, metrics, predict, security, web

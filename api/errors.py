@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask, jsonify
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared import errors
@@ -72,6 +72,13 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 404:
             message = "no such endpoint; see /v1/openapi.json for the API"
         return error_response(exc.code or 500, code, message)
+
+    @app.errorhandler(DataError)
+    def _data(exc):
+        # a value the database refused (e.g. a NUL byte in text): the request's fault, not an
+        # outage. Requests are validated before SQL; this is the backstop.
+        log.warning("database refused a value: %s", exc.__class__.__name__)
+        return error_response(400, "invalid_value", "the request holds a value that is not valid")
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)

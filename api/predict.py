@@ -7,7 +7,10 @@ the 504 answer carries its id and Location for polling.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -18,6 +21,7 @@ from api.uploads import submit
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
+from shared.errors import TooManyRequests
 from shared.models import Job, JobStatus
 
 bp = Blueprint("predict", __name__)
@@ -35,9 +39,39 @@ def _wait(job_id: str) -> Job:
         time.sleep(POLL_INTERVAL_S)
 
 
+class _Waiting:
+    """How many requests of this process are waiting for a job; at most RRR_SYNC_MAX_WAITING,
+    so that waits never hold every request thread (health checks and polls still answer)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self.count >= settings.sync_max_waiting:
+                raise TooManyRequests(
+                    f"{self.count} synchronous requests are already waiting here; retry "
+                    "shortly, or submit to POST /v1/jobs and poll the job instead",
+                    code="too_many_waiting",
+                    retry_after_s=5,
+                )
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
+waiting = _Waiting()
+
+
 def _finished(expect: str) -> tuple[Job | None, Any]:
-    job, _ = submit(request, expect=expect)
-    job = _wait(job.id)
+    with waiting.slot():  # refused before anything is stored
+        job, _ = submit(request, expect=expect)
+        job = _wait(job.id)
     if job.status == JobStatus.SUCCEEDED:
         return job, None
     if job.status == JobStatus.FAILED:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.config import settings
 from shared.errors import BadRequest
+from shared.jobs import is_job_id
 from shared.models import FrameResult, Job, JobKind, Sampling, utcnow
 
 VERDICT_KEYS = (
@@ -35,7 +37,9 @@ def _eta_seconds(job: Job) -> float | None:
         return None
     elapsed = (utcnow() - job.started_at).total_seconds()
     remaining = job.progress_total - job.progress_done
-    return round(elapsed / job.progress_done * remaining, 1)
+    # never past the deadline at which the job would be stopped anyway
+    left = max(0.0, settings.job_deadline_s - elapsed)
+    return round(min(elapsed / job.progress_done * remaining, left), 1)
 
 
 def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
@@ -143,12 +147,27 @@ def encode_cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR = 120  # what encode_cursor makes is about 80 characters
+# the creation time in a cursor, exactly as encode_cursor writes it (isoformat with an offset)
+CURSOR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?[+-]\d{2}:\d{2}")
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor from ``encode_cursor`` holds; anything else, however it
+    was crafted (bad base64, NUL bytes, an out-of-range date or offset, a malformed id), is a
+    400 before it reaches SQL."""
+    invalid = BadRequest(
+        "cursor is not valid; pass the next_cursor of a previous page", code="invalid_cursor"
+    )
+    if len(cursor) > MAX_CURSOR or not cursor.isascii():
+        raise invalid
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "cursor is not valid; pass the next_cursor of a previous page", code="invalid_cursor"
-        ) from None
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        created_text, job_id = raw.split("|", 1)
+        if not CURSOR_TIME.fullmatch(created_text) or not is_job_id(job_id):
+            raise ValueError("not a cursor this service made")
+        # an offset can push a date out of range: 0001-01-01T00:00:00+14:00 has no UTC time
+        created = datetime.fromisoformat(created_text).astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        raise invalid from None
+    return created, job_id

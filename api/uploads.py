@@ -51,6 +51,10 @@ def clean_filename(name: str | None) -> str:
     return name[:MAX_FILENAME] or "upload"
 
 
+def _printable_ascii(value: str) -> bool:
+    return all(" " <= ch <= "~" for ch in value)
+
+
 def _files_from(request: Request, expect: str | None) -> tuple[JobKind | None, list[FileStorage]]:
     single = request.files.getlist("file")
     many = request.files.getlist("files")
@@ -122,12 +126,14 @@ def validate(request: Request, expect: str | None) -> Submission:
     params = parse_job_params(request.form)
     owner = current_owner()
     with session_scope() as session:
+        # a cheap early refusal, before the upload is stored; the binding check is in create()
         check_submission_limits(session)
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key is not None:
-        if len(idempotency_key) > 120:
+        if len(idempotency_key) > 120 or not _printable_ascii(idempotency_key):
             raise BadRequest(
-                "Idempotency-Key must be at most 120 characters", code="invalid_header"
+                "Idempotency-Key must be at most 120 printable ASCII characters",
+                code="invalid_header",
             )
         # keys are scoped per API key, so two clients cannot collide or probe each other
         idempotency_key = f"{owner or '-'}:{idempotency_key}"
@@ -186,13 +192,18 @@ def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
 
 
 def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bool]:
-    """Insert the queued job; (job, True). Idempotency lives here alone: a key already used
-    for the same request answers with that request's job, (job, False); for a different
-    request, with a Conflict. That holds also when two requests with one key race."""
+    """Insert the queued job; (job, True). The submission limits are checked here, under
+    ``jobs.lock_submissions``, so they hold under any concurrency. Idempotency lives here
+    alone: a key already used for the same request answers with that request's job,
+    (job, False); for a different request, with a Conflict. That holds also when two
+    requests with one key race."""
     key = submission.idempotency_key
     with session_scope() as session:
+        # count and insert in one transaction that no other submission can interleave with
+        jobs.lock_submissions(session)
         if key is not None and (earlier := jobs.find_by_idempotency_key(session, key)):
             return _repeated(earlier, stored), False
+        check_submission_limits(session)
         try:
             job = jobs.create_job(
                 session,

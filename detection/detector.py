@@ -107,6 +107,38 @@ class OnnxEngine:
         return logits, cam
 
 
+def model_card(weights_path: Path) -> dict:
+    """The model card beside a checkpoint (``weights/<name>.json`` for ``<name>.pt``); empty
+    when there is none."""
+    card = weights_path.with_suffix(".json")
+    if not card.is_file():
+        return {}
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(
+            f"the model card {card.name} cannot be read: {exc}", code="weights_invalid"
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def verified_onnx_sha256(weights_path: Path) -> str:
+    """The sha256 of the ONNX file beside the checkpoint, checked against the one its model
+    card records (``onnx.sha256``, written by ``rrr export``). A file that differs from its
+    record is refused: it is not the model the card describes."""
+    onnx_path = weights_path.with_suffix(".onnx")
+    actual = file_sha256(onnx_path)
+    recorded = (model_card(weights_path).get("onnx") or {}).get("sha256")
+    if recorded and recorded != actual:
+        raise ModelUnavailable(
+            f"{onnx_path.name} has sha256 {actual[:12]}..., but its model card "
+            f"{weights_path.with_suffix('.json').name} records {str(recorded)[:12]}...: the "
+            "file was changed or replaced. Restore it, or re-export it with `rrr export`",
+            code="weights_mismatch",
+        )
+    return actual
+
+
 def _threads(threads: int) -> int:
     return threads if threads > 0 else max(1, os.cpu_count() or 1)
 
@@ -138,8 +170,9 @@ class Detector:
                         f"ONNX model not found at {onnx_path}; write it from the checkpoint "
                         "with `rrr export`, or set RRR_ENGINE=torch"
                     )
+                sha256 = verified_onnx_sha256(weights_path)  # before the file is loaded
                 runner = OnnxEngine(onnx_path, threads)
-                return cls(runner, runner.config(), file_sha256(onnx_path))
+                return cls(runner, runner.config(), sha256)
             if engine != "torch":
                 raise ValueError(f"unknown engine {engine!r}: use onnx or torch")
             import torch

@@ -8,6 +8,7 @@ bad media: the job fails with that code and message.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import warnings
@@ -27,13 +28,26 @@ log = logging.getLogger("rrr.media")
 # ---------------------------------------------------------------------------------- images
 
 
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+ROWS_PER_CHUNK = 256  # 16/32-bit images are scaled to 8 bits this many rows at a time
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit greyscale scaled to 8 bits (not clipped to white), a few rows at a time so
+    that no full-size floating-point copy is ever made."""
+    array = np.asarray(image)
+    peak = float(array.max()) if array.size else 0.0
+    scale = np.float32(255.0 / peak if peak > 255 else 1.0)
+    out = np.empty(array.shape, dtype=np.uint8)
+    for top in range(0, array.shape[0], ROWS_PER_CHUNK):
+        rows = array[top : top + ROWS_PER_CHUNK].astype(np.float32) * scale
+        out[top : top + ROWS_PER_CHUNK] = np.clip(rows, 0, 255)
+    return Image.fromarray(out)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16/32-bit greyscale: scale to 8 bits instead of clipping everything to white.
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.size else 0.0
-        scale = 255.0 / peak if peak > 255 else 1.0
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
+    if image.mode in WIDE_MODES:
+        image = _to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels carry arbitrary colour: show them on white, as a viewer would.
         rgba = image.convert("RGBA")
@@ -42,8 +56,41 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _image_limits() -> tuple[int, int]:
+    """(pixels an image is analysed at, at most; bytes its full-size raster may take)."""
+    from shared.config import settings
+
+    return settings.max_analysis_pixels, int(settings.image_memory_mb * 1024 * 1024)
+
+
+def _raster_bytes(image: Image.Image) -> int:
+    width, height = image.size
+    per_band = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+    return width * height * len(image.getbands()) * per_band
+
+
+def _reduced(image: Image.Image, pixels: int) -> Image.Image:
+    """The image shrunk by a whole factor (box average) to at most ``pixels`` pixels."""
+    width, height = image.size
+    if width * height <= pixels:
+        return image
+    factor = math.ceil(math.sqrt(width * height / pixels))
+    while math.ceil(width / factor) * math.ceil(height / factor) > pixels:
+        factor += 1
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not take (palette, 1-bit, 16-bit): convert first
+        return _to_rgb(image).reduce(factor)
+
+
 def decode_image(path: Path, max_pixels: int) -> np.ndarray:
-    """Decode an image file into an RGB uint8 array (H, W, 3), EXIF orientation applied."""
+    """Decode an image file into an RGB uint8 array (H, W, 3), EXIF orientation applied.
+
+    An image above RRR_MAX_ANALYSIS_PIXELS is analysed at a reduced size: a JPEG is decoded
+    at 1/2, 1/4 or 1/8 scale by the decoder itself (draft mode), anything else is reduced
+    right after decoding. A full-size raster above RRR_IMAGE_MEMORY_MB is refused
+    (``image_too_large``) before any pixel is decoded: the worker's memory stays bounded."""
+    analysis_pixels, memory_bytes = _image_limits()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -57,10 +104,21 @@ def decode_image(path: Path, max_pixels: int) -> np.ndarray:
                         f"{max_pixels:,} pixels; downscale it and try again",
                         code="image_too_large",
                     )
+                if image.format == "JPEG" and width * height > analysis_pixels:
+                    scale = math.sqrt(analysis_pixels / (width * height))
+                    wanted = (max(1, int(width * scale)), max(1, int(height * scale)))
+                    image.draft("RGB" if image.mode == "YCbCr" else image.mode, wanted)
+                if _raster_bytes(image) > memory_bytes:
+                    raise MediaError(
+                        f"the image is {width}x{height} pixels in mode {image.mode}, too much "
+                        "memory to decode safely; downscale it and try again",
+                        code="image_too_large",
+                    )
                 image.load()
+                image = _reduced(image, analysis_pixels)
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
-                return np.asarray(rgb, dtype=np.uint8).copy()
+                return np.array(rgb, dtype=np.uint8)
     except MediaError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -288,6 +346,63 @@ def probe_video(path: Path) -> VideoInfo:
     return VideoInfo(fps=fps, frame_count=count, width=width, height=height)
 
 
+def stream_frames(path: Path, info: VideoInfo) -> tuple[list[int], list[int]] | None:
+    """The numbers of every frame and of every keyframe in the video, sorted, from the packets'
+    timestamps (read, never decoded: cheap even for long files); None when the stream has no
+    usable timestamps."""
+    video = _Video(path, info.fps, 1)
+    frames: list[int] = []
+    keyframes: list[int] = []
+    try:
+        if not video.timed:
+            return None
+        for packet in video.container.demux(video.stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            n = video._number_at(packet.pts)
+            frames.append(n)
+            if packet.is_keyframe:
+                keyframes.append(n)
+    except av.FFmpegError:
+        pass  # a damaged tail: plan from what was read; decoding stops there too
+    finally:
+        video.close()
+    return sorted(frames), sorted(keyframes)
+
+
+def planned_samples(
+    info: VideoInfo,
+    sample_fps: float,
+    max_frames: int,
+    sampling: str,
+    stream: tuple[list[int], list[int]] | None,
+) -> list[int]:
+    """The sample indices ``sample_frames`` yields a row for, decided from ``stream_frames``
+    without decoding (all samples when the timestamps are unknown). A sparse video (frames far
+    apart, whatever its declared duration) has as many samples as it has frames to show."""
+    total = info.expected_samples(sample_fps, max_frames)
+    if stream is None:
+        return list(range(total))
+    frames, keyframes = stream
+    out = []
+    for k in range(total):
+        target = info.frame_for_sample(k, sample_fps)
+        if sampling == "keyframes":
+            i = bisect.bisect_right(keyframes, target) - 1
+            before = info.frame_for_sample(k - 1, sample_fps) if k > 0 else -1
+            if i >= 0 and keyframes[i] > before:
+                out.append(k)
+        else:
+            i = bisect.bisect_left(frames, target)
+            if i == len(frames):
+                break
+            if frames[i] < info.frame_for_sample(k + 1, sample_fps):
+                out.append(k)
+    return out
+
+
 def sample_frames(
     path: Path,
     info: VideoInfo,
@@ -299,7 +414,9 @@ def sample_frames(
 ) -> Iterator[SampledFrame]:
     """Yield samples ``first`` .. ``end - 1`` (at most ``max_frames`` in all) at ``sample_fps``.
 
-    ``exact``: sample k is ``info.frame_for_sample(k)``. One seek to the keyframe before the
+    ``exact``: sample k is ``info.frame_for_sample(k)``, the first frame at or after its time,
+    yielded only if it lies before sample k + 1's time (so each frame is analysed at most once,
+    however far it is from the one before). One seek to the keyframe before the
     first wanted frame, then the file is read in order (no more seeks: seeking before each
     sample costs far more with H.264); frames are decoded (frame threads) from the last
     keyframe before each wanted frame, so keyframe intervals with no sample in them are never
@@ -341,13 +458,16 @@ def _exact_samples(
     for n, frame in video.frames_from(lambda: target, keyframes_only=False):  # noqa: B023
         if n < target:
             continue
-        rgb = video.rgb(frame)
-        # the first frame at or after the sample's time; after a gap in the timestamps it is
-        # that frame for every sample the gap covers
+        rgb = None
+        # the first frame at or after the sample's time, kept only while it lies before the
+        # next sample's time: after a gap in the timestamps the frame is analysed once (as the
+        # last sample the gap covers), not once per sample, so empty stretches cost nothing
         while k < end and n >= target:
-            yield SampledFrame(k, n, round(n / info.fps, 3), rgb)
-            k += 1
-            target = info.frame_for_sample(k, sample_fps)
+            following = info.frame_for_sample(k + 1, sample_fps)
+            if n < following:
+                rgb = video.rgb(frame) if rgb is None else rgb
+                yield SampledFrame(k, n, round(n / info.fps, 3), rgb)
+            k, target = k + 1, following
         if k >= end:
             return
 

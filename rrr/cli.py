@@ -30,6 +30,14 @@ def require_weights() -> None:
             "without them. Set RRR_WEIGHTS_PATH to a checkpoint with its exported .onnx file "
             "beside it, or RRR_ENGINE=torch (see weights/README.md)."
         )
+    if settings.engine == "onnx":
+        from detection.detector import verified_onnx_sha256
+        from shared.errors import ModelUnavailable
+
+        try:
+            verified_onnx_sha256(settings.weights_path)
+        except ModelUnavailable as exc:
+            fail(exc.message)
 
 
 def worker_command(queues: str, loglevel: str, name: str) -> list[str]:
@@ -67,16 +75,18 @@ def db_upgrade() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (default RRR_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default RRR_PORT, 8000).")
-@click.option("--threads", type=int, default=16, show_default=True, help="waitress threads.")
-def api(host: str | None, port: int | None, threads: int) -> None:
-    """Serve the HTTP API with waitress (production WSGI server; no model in this process)."""
-    from waitress import serve
-
+@click.option(
+    "--threads", type=int, default=None, help="Request threads (default RRR_API_THREADS, 16)."
+)
+def api(host: str | None, port: int | None, threads: int | None) -> None:
+    """Serve the HTTP API with waitress (the production server: it reads each request whole
+    before a thread runs it, so stalled clients hold no thread; no model in this process)."""
     from api import create_app
+    from api.server import serve
 
     host, port = host or settings.host, port or settings.port
     click.echo(f"API on http://{host}:{port}/")
-    serve(create_app(), host=host, port=port, threads=threads, ident="rrr")
+    serve(create_app(), host=host, port=port, threads=threads)
 
 
 @cli.command()
@@ -143,9 +153,8 @@ def up(host: str | None, port: int | None) -> None:
     Defaults need no servers (SQLite + filesystem broker under ./var/); set RRR_DATABASE_URL and
     RRR_BROKER_URL to use PostgreSQL and Redis instead. Ctrl-C stops everything.
     """
-    from waitress import serve
-
     from api import create_app
+    from api.server import serve
     from shared.migrate import upgrade_database
 
     require_weights()
@@ -161,7 +170,7 @@ def up(host: str | None, port: int | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
     try:
-        serve(create_app(), host=host, port=port, threads=16, ident="rrr")
+        serve(create_app(), host=host, port=port)
     except KeyboardInterrupt:
         pass
     finally:

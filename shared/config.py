@@ -34,6 +34,8 @@ class Settings:
     max_upload_mb: float
     max_batch_files: int
     max_image_pixels: int
+    max_analysis_pixels: int
+    image_memory_mb: float
     sample_fps: float
     max_frames: int
     threshold: float | None
@@ -42,6 +44,11 @@ class Settings:
     inference_threads: int
     decode_threads: int
     sync_timeout_s: float
+    sync_max_waiting: int
+    api_threads: int
+    api_connections: int
+    client_timeout_s: float
+    max_segments: int
     heatmaps: bool
     stale_after_s: float
     requeue_after_s: float
@@ -74,6 +81,9 @@ class Settings:
             max_upload_mb=float(_env("RRR_MAX_UPLOAD_MB", "500")),
             max_batch_files=int(_env("RRR_MAX_BATCH_FILES", "100")),
             max_image_pixels=int(_env("RRR_MAX_IMAGE_PIXELS", "40000000")),
+            # larger images are analysed at a reduced size (JPEG: decoded reduced)
+            max_analysis_pixels=int(_env("RRR_MAX_ANALYSIS_PIXELS", "12000000")),
+            image_memory_mb=float(_env("RRR_IMAGE_MEMORY_MB", "256")),
             sample_fps=float(_env("RRR_SAMPLE_FPS", "1.0")),
             max_frames=int(_env("RRR_MAX_FRAMES", "7200")),
             threshold=float(threshold) if threshold else None,
@@ -86,6 +96,12 @@ class Settings:
             # video decoder threads; 0 = one per CPU core (see docs/video-decoding.md)
             decode_threads=int(_env("RRR_DECODE_THREADS", "0")),
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
+            # /predict requests waiting at once per API process; keep it below RRR_API_THREADS
+            sync_max_waiting=int(_env("RRR_SYNC_MAX_WAITING", "8")),
+            api_threads=int(_env("RRR_API_THREADS", "16")),
+            api_connections=int(_env("RRR_API_CONNECTIONS", "1000")),
+            client_timeout_s=float(_env("RRR_CLIENT_TIMEOUT_S", "60")),
+            max_segments=int(_env("RRR_MAX_SEGMENTS", "128")),
             heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),
             stale_after_s=float(_env("RRR_STALE_AFTER_S", "300")),
             requeue_after_s=float(_env("RRR_REQUEUE_AFTER_S", "600")),

@@ -15,7 +15,8 @@ segments have their own lifecycle in shared/segments.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -23,9 +24,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
-from shared.models import TERMINAL_STATUSES, FrameResult, Job, JobKind, JobStatus, Segment, utcnow
+from shared.models import (
+    TERMINAL_STATUSES,
+    Counter,
+    FrameResult,
+    Job,
+    JobKind,
+    JobStatus,
+    Segment,
+    utcnow,
+)
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+# what ``new_job_id`` makes: anything else names no job, and never reaches SQL
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 # A job is re-run from scratch after a worker died mid-task; past this many starts it is a
 # poison job (e.g. media that kills the decoder) and fails instead of looping forever.
 MAX_ATTEMPTS = 3
@@ -69,15 +81,42 @@ def create_job(
     return job
 
 
+SUBMISSIONS_LOCK = "lock:submissions"
+
+
+def lock_submissions(session: Session) -> None:
+    """Serialise submissions across every API process until this transaction ends, so that the
+    limits counted in it (queue size, a key's unfinished jobs, its rate) and the insert that
+    follows are one atomic step. It is a write to one row of ``counters``: PostgreSQL holds a
+    row lock on it, SQLite its write lock (a write as the first statement of a transaction
+    waits for the lock instead of failing). Call it first in the transaction."""
+    table = Counter.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).values(name=SUBMISSIONS_LOCK, value=0.0).on_conflict_do_nothing())
+    session.execute(
+        update(table).where(table.c.name == SUBMISSIONS_LOCK).values(value=table.c.value + 1)
+    )
+
+
 def find_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
 
 
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a job id (32 lowercase hex digits)."""
+    return JOB_ID.fullmatch(value) is not None
+
+
 def get_job(session: Session, job_id: str, owner: str | None = None) -> Job:
-    """The job; with ``owner``, only if that API key created it (else it does not exist)."""
-    job = session.get(Job, job_id)
+    """The job; with ``owner``, only if that API key created it (else it does not exist).
+    A value that is not shaped like a job id is answered without a query."""
+    job = session.get(Job, job_id) if is_job_id(job_id) else None
     if job is None or (owner is not None and job.owner != owner):
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+        shown = job_id if is_job_id(job_id) else ascii(job_id[:40])
+        raise NotFound(f"no job with id {shown}", code="job_not_found")
     return job
 
 
@@ -247,13 +286,69 @@ def mark_published(session: Session, job_id: str, not_since: datetime | None = N
     return session.execute(query.values(published_at=utcnow())).rowcount == 1
 
 
+# How far publish times may be out of order between publishers (an API thread stamps a job,
+# commits, then publishes; hosts' clocks differ a little). A waiting message is judged lost only
+# when a message stamped this much later has already been taken from its queue.
+RECEIVED_SLACK_S = 60.0
+
+
+def _received_key(queue: str) -> str:
+    return f"received:{queue}"
+
+
+def note_received(session: Session, queue: str, published_at: datetime | None) -> None:
+    """A worker took from ``queue`` a message first published at ``published_at``: raise the
+    queue's watermark (the newest such time) to it. Queues are first in, first out, so a
+    message published before the watermark that is still waiting was lost."""
+    if published_at is None:
+        return
+    stamp = published_at.timestamp()
+    table = Counter.__table__
+    name = _received_key(queue)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).values(name=name, value=stamp).on_conflict_do_nothing())
+    session.execute(
+        update(table).where(table.c.name == name, table.c.value < stamp).values(value=stamp)
+    )
+
+
+def received_watermark(session: Session, queue: str) -> datetime | None:
+    """The newest publish time among messages taken from ``queue`` (None: none yet)."""
+    value = session.scalar(select(Counter.value).where(Counter.name == _received_key(queue)))
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def lost_before(session: Session, queue: str, depths: dict[str, int] | None) -> datetime | None:
+    """Messages of ``queue`` published before this time and still waiting were lost; None
+    when every one of them was: the broker holds nothing for that queue (e.g. it restarted
+    empty). ``depths`` None (unknown) judges by age alone, as ``sweep``'s callers without a
+    broker do."""
+    if depths is None or depths.get(queue, 0) == 0:
+        return None
+    mark = received_watermark(session, queue)
+    if mark is None:
+        return datetime.min.replace(tzinfo=UTC)  # nothing taken yet: nothing known lost
+    return mark - timedelta(seconds=RECEIVED_SLACK_S)
+
+
 def sweep(
-    session: Session, *, stale_after_s: float, requeue_after_s: float, deadline_s: float
+    session: Session,
+    *,
+    stale_after_s: float,
+    requeue_after_s: float,
+    deadline_s: float,
+    queue_depths: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     """Recover jobs whose message or worker was lost; returns (id, kind) of jobs to publish.
 
-    - queued, never published or not re-published for ``requeue_after_s``: publish again
-      (a broker restart may have dropped the message; duplicates are harmless);
+    - queued, never published, or not re-published for ``requeue_after_s`` and lost: its
+      queue is empty in the broker (``queue_depths``: it restarted empty), or a message
+      published after it (RECEIVED_SLACK_S later) was already taken from that queue. A long
+      backlog still waiting in the broker is left alone, so its messages are not duplicated;
+      without ``queue_depths``, age alone decides;
     - running without a heartbeat for ``stale_after_s``: its worker died; publish again, or
       fail it once it has used up ``MAX_ATTEMPTS``;
     - running for longer than ``deadline_s``: fail it.
@@ -293,7 +388,7 @@ def sweep(
             )
     requeue_before = now - timedelta(seconds=requeue_after_s)
     candidates = session.execute(
-        select(Job.id, Job.kind, Job.status).where(
+        select(Job.id, Job.kind, Job.status, Job.published_at).where(
             (
                 (Job.status == JobStatus.QUEUED.value)
                 & (Job.published_at.is_(None) | (Job.published_at < requeue_before))
@@ -306,8 +401,17 @@ def sweep(
             )
         )
     ).all()
+    from shared.queue import queue_for
+
     chosen = []
-    for job_id, kind, status in candidates:
+    marks: dict[str, datetime | None] = {}
+    for job_id, kind, status, published_at in candidates:
+        if status == JobStatus.QUEUED.value and published_at is not None:
+            queue = queue_for(kind)
+            if queue not in marks:
+                marks[queue] = lost_before(session, queue, queue_depths)
+            if marks[queue] is not None and published_at >= marks[queue]:
+                continue  # still waiting its turn in the broker
         not_since = requeue_before if status == JobStatus.QUEUED.value else stale
         if mark_published(session, job_id, not_since=not_since):
             chosen.append((job_id, kind))

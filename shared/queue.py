@@ -61,10 +61,26 @@ def make_celery() -> Celery:
 celery_app = make_celery()
 
 
+def queue_for(kind: str) -> str:
+    """The queue a job of this kind is published to (its segments go to VIDEO_QUEUE)."""
+    return VIDEO_QUEUE if kind == "video" else IMAGE_QUEUE
+
+
 def publish_job(job_id: str, kind: str) -> None:
     """Enqueue a job by id; call only after the job row is committed."""
-    queue = VIDEO_QUEUE if kind == "video" else IMAGE_QUEUE
-    celery_app.send_task(TASK_NAME, args=[job_id], queue=queue)
+    celery_app.send_task(TASK_NAME, args=[job_id], queue=queue_for(kind))
+
+
+def queue_depth(queue: str) -> int:
+    """Messages waiting in ``queue`` (not counting those a worker holds); raises when the broker
+    cannot be reached."""
+    from kombu.exceptions import ChannelError
+
+    with celery_app.connection_for_read() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except ChannelError:  # NOT_FOUND: the broker holds no such queue, so nothing waits
+            return 0
 
 
 def publish_segment(job_id: str, index: int, attempt: int) -> None:

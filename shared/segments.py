@@ -8,14 +8,23 @@ running under the claim (attempt) that planned them.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.jobs import MAX_ATTEMPTS, count_frames, mark_failed, touch, write_if_owned
+from shared.jobs import (
+    MAX_ATTEMPTS,
+    count_frames,
+    lost_before,
+    mark_failed,
+    touch,
+    write_if_owned,
+)
 from shared.models import FrameResult, Job, JobStatus, Segment, SegmentStatus, utcnow
+from shared.queue import VIDEO_QUEUE
 
 
 def job_runs_under(session: Session, job_id: str, attempt: int) -> bool:
@@ -28,19 +37,37 @@ def job_runs_under(session: Session, job_id: str, attempt: int) -> bool:
     return found is not None
 
 
+def group_ranges(
+    samples: list[int], total: int, per: int, max_segments: int
+) -> list[tuple[int, int]]:
+    """[first, end) ranges of sample indices covering 0 .. ``total``, each holding at most
+    ``per`` of ``samples`` (the indices that yield a row), and at most ``max_segments`` ranges
+    (then more rows each). Ranges are cut only at samples, so empty stretches of a video make
+    no segment of their own."""
+    if total <= 0:
+        return []
+    if not samples:
+        return [(0, total)]
+    per = max(1, per, math.ceil(len(samples) / max(1, max_segments)))
+    starts = [0, *samples[per::per]]
+    return [(a, b) for a, b in zip(starts, [*starts[1:], total], strict=True)]
+
+
 def plan_segments(
     session: Session,
     job_id: str,
     attempt: int,
     ranges: list[tuple[int, int]],
     probe: dict[str, Any],
+    rows: int | None = None,
 ) -> list[int] | None:
     """Record the video's segments (keeping those already done by an earlier claim) and its
     probe facts (the job's ``probe``); returns the indices still to publish, or None if the job
-    is not ours."""
+    is not ours. ``rows``: the frame rows the segments will write (the progress total; by
+    default one per sample)."""
     if not job_runs_under(session, job_id, attempt):
         return None
-    total = ranges[-1][1] if ranges else 0
+    total = rows if rows is not None else (ranges[-1][1] if ranges else 0)
     if not write_if_owned(session, job_id, attempt, progress_total=total, probe=probe):
         return None
     query = select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)
@@ -162,16 +189,29 @@ def all_frames(session: Session, job_id: str) -> list[dict[str, Any]]:
 
 
 def sweep_segments(
-    session: Session, *, stale_after_s: float, requeue_after_s: float
+    session: Session,
+    *,
+    stale_after_s: float,
+    requeue_after_s: float,
+    queue_depths: dict[str, int] | None = None,
 ) -> list[tuple[str, int, int]]:
     """Segments of running jobs whose worker died (running, no heartbeat) or whose message was
-    lost (queued too long): (job id, index, attempt) to publish again. Poison segments (that
-    used up MAX_ATTEMPTS) fail their job."""
+    lost (queued too long, and lost as ``jobs.sweep`` judges it from ``queue_depths``):
+    (job id, index, attempt) to publish again. Poison segments (that used up MAX_ATTEMPTS)
+    fail their job."""
     now = utcnow()
     stale = now - timedelta(seconds=stale_after_s)
     requeue = now - timedelta(seconds=requeue_after_s)
+    waiting_since = lost_before(session, VIDEO_QUEUE, queue_depths)
     rows = session.execute(
-        select(Segment.job_id, Segment.index, Segment.attempts, Job.attempts)
+        select(
+            Segment.job_id,
+            Segment.index,
+            Segment.attempts,
+            Job.attempts,
+            Segment.status,
+            Segment.updated_at,
+        )
         .join(Job, Job.id == Segment.job_id)
         .where(
             Job.status == JobStatus.RUNNING.value,
@@ -199,7 +239,13 @@ def sweep_segments(
         )
         touch(session, job_id)  # heartbeat
     chosen = [(job_id, 0, job_attempt) for job_id, job_attempt in orphaned]
-    for job_id, index, segment_attempts, job_attempt in rows:
+    for job_id, index, segment_attempts, job_attempt, status, updated_at in rows:
+        if (
+            status == SegmentStatus.QUEUED.value
+            and waiting_since is not None
+            and updated_at >= waiting_since
+        ):
+            continue  # its message is still waiting its turn in the broker
         if segment_attempts >= MAX_ATTEMPTS:
             mark_failed(
                 session,

@@ -211,11 +211,29 @@ def markdown_table(rows: list[tuple[str, dict]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def tradeoff_table(rows: list[tuple[str, dict]]) -> str:
+    """The unsure trade-off: for each band half-width, the share of unsure answers and the
+    accuracy of the confident ones, one line per (label, source entry)."""
+    margins = [r["margin"] for r in rows[0][1]["unsure_tradeoff"]] if rows else []
+    head = "| run / source | " + " | ".join(f"margin {m:g}" for m in margins) + " |\n"
+    head += "| --- |" + " --- |" * len(margins) + "\n"
+    lines = []
+    for label, entry in rows:
+        cells = [
+            f"{100 * r['unsure_share']:.0f}% unsure, {100 * r['confident_accuracy']:.1f}% right"
+            if r["confident_accuracy"] is not None
+            else "-"
+            for r in entry["unsure_tradeoff"]
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
 def write_report(report: dict, out_dir: Path, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
     rows = [(f"{title}: {source}", entry) for source, entry in report["sources"].items()]
-    (out_dir / "generalisation.md").write_text(markdown_table(rows))
+    (out_dir / "generalisation.md").write_text(markdown_table(rows) + "\n" + tradeoff_table(rows))
     _reliability_plot(report, out_dir / "reliability.png")
 
 

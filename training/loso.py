@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.generalisation import evaluate_checkpoint, markdown_table
+from training.generalisation import evaluate_checkpoint, markdown_table, tradeoff_table
 from training.train import BEST, TrainConfig, train
 
 
@@ -82,5 +82,5 @@ def run_loso(
     ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "loso.json").write_text(json.dumps(results, indent=1))
-    (out / "loso.md").write_text(markdown_table(rows))
+    (out / "loso.md").write_text(markdown_table(rows) + "\n" + tradeoff_table(rows))
     return results

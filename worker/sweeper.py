@@ -1,5 +1,9 @@
 """A thread in every worker that recovers lost jobs (see ``shared.jobs.sweep``).
 
+Only lost messages are re-published: a queued job whose message still waits in the broker
+(its queue is not empty and no message published after it was taken yet) is left alone, so
+a long backlog is never duplicated; workers record what they take (``jobs.note_received``).
+
 Running it in the workers rather than in a separate beat process means there is nothing extra
 to deploy; several workers sweeping at once is safe because a job is re-published only by the
 sweeper whose conditional UPDATE of ``published_at`` succeeded.
@@ -15,7 +19,7 @@ from shared import jobs, segments
 from shared.config import settings
 from shared.db import session_scope
 from shared.models import utcnow
-from shared.queue import publish_job, publish_segment
+from shared.queue import IMAGE_QUEUE, VIDEO_QUEUE, publish_job, publish_segment, queue_depth
 from shared.storage import get_storage
 
 log = logging.getLogger("rrr.sweeper")
@@ -27,17 +31,20 @@ ORPHAN_GRACE_S = 3600  # files of a job row never committed (API died mid-upload
 def sweep_once() -> list[str]:
     """One pass: fail overdue jobs, re-publish lost ones, purge expired ones. Returns the
     re-published ids."""
+    depths = _queue_depths()
     with session_scope() as session:
         chosen = jobs.sweep(
             session,
             stale_after_s=settings.stale_after_s,
             requeue_after_s=settings.requeue_after_s,
             deadline_s=settings.job_deadline_s,
+            queue_depths=depths,
         )
         lost_segments = segments.sweep_segments(
             session,
             stale_after_s=settings.stale_after_s,
             requeue_after_s=settings.requeue_after_s,
+            queue_depths=depths,
         )
     for job_id, kind in chosen:
         publish_job(job_id, kind)
@@ -47,6 +54,16 @@ def sweep_once() -> list[str]:
         log.warning("job %s: segment %d re-published (message or worker lost)", job_id, index)
     purge_expired()
     return [job_id for job_id, _ in chosen]
+
+
+def _queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each queue, so that only lost messages are re-published (None when
+    the broker cannot be asked: then queued jobs are judged by age alone)."""
+    try:
+        return {queue: queue_depth(queue) for queue in (IMAGE_QUEUE, VIDEO_QUEUE)}
+    except Exception as exc:
+        log.warning("queue depths unknown (%s); judging queued jobs by age", exc)
+        return None
 
 
 def purge_expired() -> list[str]:

@@ -23,8 +23,8 @@ from shared.config import settings
 from shared.db import session_scope
 from shared.errors import DetectionError
 from shared.logs import configure_logging, current_job
-from shared.models import JobKind, JobStatus
-from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, celery_app
+from shared.models import JobKind, JobStatus, Segment, SegmentStatus
+from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, VIDEO_QUEUE, celery_app, queue_for
 from worker import images, videos
 from worker.sweeper import start_sweeper
 
@@ -67,6 +67,10 @@ def process_job(job_id: str) -> None:
 def process_segment(job_id: str, index: int, attempt: int) -> None:
     token = current_job.set(job_id)
     try:
+        with session_scope() as session:
+            segment = session.get(Segment, (job_id, index))
+            if segment is not None and segment.status == SegmentStatus.QUEUED.value:
+                jobs.note_received(session, VIDEO_QUEUE, segment.updated_at)
         with recorded_outcome(job_id, attempt):
             videos.run_segment(job_id, index, attempt)
     finally:
@@ -117,6 +121,9 @@ def run_job(job_id: str) -> None:
         job = session.get(jobs.Job, job_id)
         if job is None or JobStatus(job.status).is_terminal():
             return
+        if job.status == JobStatus.QUEUED.value:
+            # this message left the queue: the sweeper judges lost messages by it
+            jobs.note_received(session, queue_for(job.kind), job.published_at)
         if job.attempts >= jobs.MAX_ATTEMPTS:
             jobs.mark_failed(
                 session,

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from detection.analyzer import Canceled, file_provenance, get_analyzer
-from detection.media import VideoInfo, probe_video
+from detection.media import VideoInfo, planned_samples, probe_video, stream_frames
 from shared import jobs, metrics, segments
 from shared.config import settings
 from shared.db import session_scope
@@ -37,21 +37,27 @@ def _mode(params: dict[str, Any]) -> str:
     return str(params.get("sampling", "exact"))
 
 
-def segment_ranges(info: VideoInfo, sample_fps: float, max_frames: int) -> list[tuple[int, int]]:
-    """[first, end) sample ranges covering the video, RRR_SEGMENT_SECONDS of video each."""
+def segment_ranges(
+    info: VideoInfo, sample_fps: float, max_frames: int, samples: list[int]
+) -> list[tuple[int, int]]:
+    """[first, end) sample ranges covering the video, each with the rows of RRR_SEGMENT_SECONDS
+    of densely sampled video at most, and RRR_MAX_SEGMENTS ranges at most."""
     total = info.expected_samples(sample_fps, max_frames)
     per = max(1, math.ceil(settings.segment_seconds * info.effective_sample_fps(sample_fps)))
-    return [(first, min(first + per, total)) for first in range(0, total, per)]
+    return segments.group_ranges(samples, total, per, settings.max_segments)
 
 
 def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]) -> None:
-    """Probe the video and read its provenance (once per job, never per segment), record its
-    segments and publish one task for each still to do."""
+    """Probe the video and read its provenance (once per job, never per segment), plan its
+    segments from the frames it really holds (read from the packets' timestamps, not from its
+    declared duration), record them and publish one task for each still to do."""
     sample_fps, max_frames = _sampling(params)
     with get_storage().local_path(inputs[0]["key"]) as path:
         info = probe_video(path)
+        stream = stream_frames(path, info)
         provenance = file_provenance(path, inputs[0].get("media_type"))
-    ranges = segment_ranges(info, sample_fps, max_frames)
+    samples = planned_samples(info, sample_fps, max_frames, _mode(params), stream)
+    ranges = segment_ranges(info, sample_fps, max_frames, samples)
     probe = {
         "fps": info.fps,
         "frame_count": info.frame_count,
@@ -59,7 +65,7 @@ def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[s
         "height": info.height,
     }
     with session_scope() as session:
-        todo = segments.plan_segments(session, job_id, attempt, ranges, probe)
+        todo = segments.plan_segments(session, job_id, attempt, ranges, probe, len(samples))
         if todo is not None and not jobs.write_if_owned(
             session, job_id, attempt, provenance=provenance
         ):
@@ -69,10 +75,7 @@ def plan(job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[s
     for index in todo:
         publish_segment(job_id, index, attempt)
     log.info(
-        "job %s: %d segment(s) of %d sampled frames published",
-        job_id,
-        len(todo),
-        ranges[-1][1] if ranges else 0,
+        "job %s: %d segment(s) of %d sampled frames published", job_id, len(todo), len(samples)
     )
 
 

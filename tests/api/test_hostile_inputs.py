@@ -111,6 +111,10 @@ SINGLE = [
     ("tiny-avi", lambda t: media.avi_bytes(tmp=t), "tiny.avi", "no_face"),
     # the face is stored sideways with a 90-degree display matrix: found only if it is honoured
     ("rotated-video", lambda t: _rotated_face_video(t), "phone.mp4", "ok"),
+    # costs bounded by what is analysed: two frames 200,000 s apart; 36 megapixels in 1 MB
+    ("sparse-mkv", lambda t: media.sparse_mkv(t / "s.mkv").read_bytes(), "s.mkv", "no_face"),
+    ("jpeg-36-megapixels", lambda t: media.big_jpeg(), "big.jpg", "no_face"),
+    ("png-16-bit-36-megapixels", lambda t: media.big_png16(), "deep.png", "no_face"),
 ]
 
 

@@ -1,10 +1,10 @@
-"""2,000 small-image jobs at concurrency 32 against gunicorn + 2 workers on the real Redis and
-PostgreSQL: nothing lost, no 5xx, every job terminal. Prints the figures (run with -s)."""
+"""2,000 small-image jobs at concurrency 32 against the production API (`rrr api`) + 2 workers
+on the real Redis and PostgreSQL: nothing lost, no 5xx, every job terminal. Prints the figures
+(run with -s)."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -24,23 +24,7 @@ def test_two_thousand_jobs_nothing_lost(processes: Processes, redis_url, postgre
     )
     assert processes.run("db", "upgrade").returncode == 0
     port = free_port()
-    gunicorn = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "2",
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "16",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-        "api:create_app()",
-    ]
-    processes.start_command("gunicorn", gunicorn)
+    processes.start("api", "--port", str(port))
     processes.start("worker")
     processes.start("worker")
     client = Client(f"http://127.0.0.1:{port}")

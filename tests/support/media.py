@@ -118,3 +118,57 @@ def avi_bytes(
         avih = data.find(b"avih")
         data[avih + 8 : avih + 12] = struct.pack("<I", 0)  # dwMicroSecPerFrame
     return bytes(data)
+
+
+def sparse_mkv(path: Path, gap_s: int = 200_000, size: tuple[int, int] = (64, 48)) -> Path:
+    """A Matroska video of two frames ``gap_s`` seconds apart (a few kilobytes on disk): a
+    container whose declared duration promises far more than it holds."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        rng = np.random.default_rng(2)
+        for pts_s in (0, gap_s):
+            array = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = pts_s * 1000, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def big_jpeg(
+    width: int = 7360, height: int = 4912, quality: int = 90, face_from: Path | None = None
+) -> bytes:
+    """A 36-megapixel JPEG of about a megabyte (smooth gradients compress well); with
+    ``face_from``, that face crop enlarged in the middle."""
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[..., 0] = x
+    rgb[..., 1] = y
+    rgb[..., 2] = 128
+    if face_from is not None:
+        side = min(width, height) // 3
+        face = np.asarray(Image.open(face_from).convert("RGB").resize((side, side)))
+        top, left = (height - side) // 2, (width - side) // 2
+        rgb[top : top + side, left : left + side] = face
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def big_png16(width: int = 6000, height: int = 6000) -> bytes:
+    """A 16-bit greyscale PNG of 36 megapixels, small on disk (a smooth ramp)."""
+    ramp = np.linspace(0, 65535, width, dtype=np.uint16)
+    array = np.broadcast_to(ramp, (height, width)).copy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG", optimize=False, compress_level=9)
+    return buffer.getvalue()
