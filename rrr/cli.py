@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,19 +119,21 @@ class _WorkerSupervisor(threading.Thread):
 
     def __init__(self, queues: str, name: str, env: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.queues, self.name, self.env = queues, name, env
+        self.queues, self.env = queues, env
+        # the node name as Celery will fill it in, so our own lines name the same worker
+        self.node = name.replace("%h", socket.gethostname())
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             self.process = subprocess.Popen(
-                worker_command(self.queues, "INFO", self.name), env=self.env
+                worker_command(self.queues, "INFO", self.node), env=self.env
             )
             code = self.process.wait()
             if not self.stopping.is_set():
                 click.echo(
-                    f"rrr: worker {self.name} exited with code {code}; restarting in 2 s", err=True
+                    f"rrr: worker {self.node} exited with code {code}; restarting in 2 s", err=True
                 )
                 self.stopping.wait(2)
 
@@ -157,8 +160,13 @@ def up(host: str | None, port: int | None) -> None:
     from api.server import serve
     from shared.migrate import upgrade_database
 
+    def step(message: str) -> None:
+        click.echo(f"rrr up: {message}", err=True)
+
     require_weights()
+    step(f"model {settings.model_file} ({settings.engine} engine) checked")
     upgrade_database()
+    step(f"database up to date ({settings.as_public_dict()['database_url']})")
     # Two workers: one only for images, so a long video never holds up image jobs; the other
     # takes video segments and, when it has none, images too.
     workers = [("images", "images@%h"), ("videos,images", "videos@%h")]
@@ -166,6 +174,7 @@ def up(host: str | None, port: int | None) -> None:
     supervisors = [_WorkerSupervisor(queues, name, env) for queues, name in workers]
     for supervisor in supervisors:
         supervisor.start()
+    step(f"started {len(workers)} workers: {', '.join(s.node for s in supervisors)}")
     host, port = host or settings.host, port or settings.port
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
