@@ -131,11 +131,14 @@ class _WorkerSupervisor(threading.Thread):
                 worker_command(self.queues, "INFO", self.node), env=self.env
             )
             code = self.process.wait()
-            if not self.stopping.is_set():
-                click.echo(
-                    f"rrr: worker {self.node} exited with code {code}; restarting in 2 s", err=True
-                )
-                self.stopping.wait(2)
+            # Ctrl-C reaches the workers as well as rrr up: a worker that stops because the
+            # service is stopping is not restarted, nor reported as having died
+            if self.stopping.wait(0.5):
+                break
+            click.echo(
+                f"rrr up: worker {self.node} exited with code {code}; restarting in 2 s", err=True
+            )
+            self.stopping.wait(2)
 
     def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
@@ -176,16 +179,73 @@ def up(host: str | None, port: int | None) -> None:
         supervisor.start()
     step(f"started {len(workers)} workers: {', '.join(s.node for s in supervisors)}")
     host, port = host or settings.host, port or settings.port
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def stop_serving(*_: object) -> None:
+        for supervisor in supervisors:
+            supervisor.stopping.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C does not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop_serving)
+    signal.signal(signal.SIGTERM, stop_serving)
     click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
     try:
         serve(create_app(), host=host, port=port)
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping workers...")
+        step("stopping: the workers finish their current task first")
         for supervisor in supervisors:
             supervisor.stop()
+        step("stopped")
+
+
+VERDICT_WORDS = {
+    "FAKE": "likely manipulated",
+    "REAL": "looks real",
+    "UNCERTAIN": "unsure, too close to call",
+    "NO_FACE": "no face found",
+}
+
+
+def _pct(p: float, threshold: float | None = None) -> str:
+    """0.823 -> "82%", as the page writes it: never printed equal to the threshold it is not."""
+    v, digits = p * 100, 1 if (99 < p * 100 < 100 or 0 < p * 100 < 1) else 0
+    if threshold is not None and p != threshold:
+        while digits < 3 and f"{v:.{digits}f}" == f"{threshold * 100:.{digits}f}":
+            digits += 1
+    return f"{v:.{digits}f}%"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def verdict_line(name: str, result: dict) -> str:
+    """One line a person reads: "clip.mp4: FAKE (likely manipulated), 97% manipulation score,
+    20 frames, 18 with a face"."""
+    if "error" in result:
+        return f"{name}: error {result['error']['code']}: {result['error']['message']}"
+    prediction = result.get("prediction", "?")
+    line = f"{name}: {prediction} ({VERDICT_WORDS.get(prediction, prediction.lower())})"
+    if result.get("probability_fake") is not None:
+        score = _pct(result["probability_fake"], result.get("threshold"))
+        line += f", {score} manipulation score"
+    if "frames_analyzed" in result:
+        frames = _plural(result["frames_analyzed"], "frame")
+        line += f", {frames}, {result.get('frames_with_faces', 0)} with a face"
+    elif "faces" in result and prediction != "NO_FACE":
+        line += f", {_plural(len(result['faces']), 'face')}"
+    return line
+
+
+def verdict_lines(job: dict, name: str) -> list[str]:
+    """A finished job's verdicts, one line per file (``name``: a single file's name)."""
+    result = job.get("result") or {}
+    if job.get("kind") == "batch":
+        return [verdict_line(item.get("filename", "?"), item) for item in result.get("items", [])]
+    return [verdict_line(name, result)]
 
 
 @cli.command()
@@ -195,8 +255,15 @@ def up(host: str | None, port: int | None) -> None:
 @click.option("--sample-fps", type=float, default=None, help="Video frames analysed per second.")
 @click.option("--threshold", type=float, default=None, help="P(FAKE) at or above which: FAKE.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
-def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
-    """Upload FILES as one job (one file: image or video; several: an image batch)."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the job as the API returns it (all fields) instead of one line per file.",
+)
+def submit(files, url, wait, sample_fps, threshold, timeout, as_json) -> None:
+    """Upload FILES as one job (one file: image or video; several: an image batch). With
+    --wait, end with one verdict line per file."""
     import requests
     from tqdm import tqdm
 
@@ -217,7 +284,12 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
     if response.status_code >= 400:
         fail(f"{body['error']['code']}: {body['error']['message']}")
     if not wait:
-        click.echo(json.dumps(body, indent=2))
+        if as_json:
+            click.echo(json.dumps(body, indent=2))
+        else:
+            click.echo(
+                f"job {body['id']} ({body['kind']}) {body['status']}: {base}/jobs/{body['id']}"
+            )
         return
     job_url = f"{base}/v1/jobs/{body['id']}"
     deadline = time.monotonic() + timeout
@@ -230,7 +302,11 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
             bar.total = max(body["progress"]["total"], 1)
             bar.n = body["progress"]["done"]
             bar.refresh()
-    click.echo(json.dumps(body, indent=2))
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    elif body["status"] == "succeeded":
+        for line in verdict_lines(body, Path(files[0]).name):
+            click.echo(line)
     if body["status"] != "succeeded":
         fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
 
