@@ -30,16 +30,26 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _eta_seconds(job: Job) -> float | None:
-    """Remaining time if the job keeps its pace so far; None until there is a pace to judge."""
+    """Remaining time at the job's smoothed pace (shared/jobs.py, progress_values), counted
+    down from when progress last moved: between progress writes it only falls. None until
+    there is a pace to judge, and once the job falls behind its own pace (no promise it cannot
+    keep); a new estimate comes with the next progress."""
     if job.status != "running" or job.started_at is None or job.progress_total <= 0:
         return None
     if job.progress_done <= 0 or job.progress_done >= job.progress_total:
         return None
-    elapsed = (utcnow() - job.started_at).total_seconds()
+    now = utcnow()
+    elapsed = (now - job.started_at).total_seconds()
     remaining = job.progress_total - job.progress_done
+    if job.progress_rate and job.progress_at is not None:
+        eta = remaining / job.progress_rate - (now - job.progress_at).total_seconds()
+        if eta <= 0:
+            return None
+    else:  # written before the pace was recorded: the average pace since the start
+        eta = elapsed / job.progress_done * remaining
     # never past the deadline at which the job would be stopped anyway
     left = max(0.0, settings.job_deadline_s - elapsed)
-    return round(min(elapsed / job.progress_done * remaining, left), 1)
+    return round(min(eta, left), 1)
 
 
 def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:

@@ -15,3 +15,9 @@ def home():
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
     return send_from_directory(bp.static_folder, "index.html")
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    # browsers ask for /favicon.ico whatever the page links to: the same small SVG
+    return send_from_directory(bp.static_folder, "favicon.svg", mimetype="image/svg+xml")

@@ -162,7 +162,7 @@ def _db_write_ms_per_image_job(n: int = 50) -> float:
 
 
 def _db_write_s_for_rows(rows: list[dict[str, Any]], batch: int = 8) -> float:
-    """Store the rows the way a video segment does (batches of 8 frames)."""
+    """Store the rows in batches of frames, as a video segment writes them down."""
     from shared import segments
     from shared.db import session_scope
 

@@ -19,7 +19,7 @@ import numpy as np
 from detection.detector import Detector, get_detector
 from detection.explain import overlay, png_bytes
 from detection.faces import FaceDetector, crop_face, crop_region
-from detection.media import SampledFrame, VideoInfo, decode_image, probe_video, sample_frames
+from detection.media import VideoInfo, decode_image, probe_video, sample_frames
 from detection.model import fake_probability
 from detection.provenance import read_provenance
 from detection.purify import purified_scores
@@ -28,12 +28,11 @@ from shared.errors import DetectionError
 
 log = logging.getLogger("rrr.detection")
 
-FRAMES_PER_BATCH = 8  # sampled frames whose faces are scored together (and progress reported)
 BATCH_IMAGES = 16  # images of a batch job decoded, then scored together
 
 # progress callback: (done, total) -> False when the job should stop (e.g. it was canceled)
 ProgressFn = Callable[[int, int], bool]
-# per-frame rows callback: rows -> False when the job should stop
+# per-frame rows callback, called once per sampled frame: rows -> False when the job should stop
 FramesFn = Callable[[list[dict[str, Any]]], bool]
 
 
@@ -248,29 +247,12 @@ class Analyzer:
         on_frames: FramesFn,
         sampling: str = "exact",
     ) -> None:
-        """Score samples ``first`` .. ``end - 1`` of a video, handing per-frame rows to
-        ``on_frames`` every FRAMES_PER_BATCH frames (faces of those frames form one batch).
+        """Score samples ``first`` .. ``end - 1`` of a video, handing each frame's row to
+        ``on_frames`` as soon as it is scored, so progress moves frame by frame (the caller
+        decides how often to write it down). Scoring each frame's faces on their own instead of
+        8 frames' together added about 0.1 s of inference to 8 s for 92 frames of four DFDC
+        clips (one inference thread, shared CPU): decoding and face detection dominate.
         ``sampling``: ``exact`` or ``keyframes`` (detection/media.py, sample_frames)."""
-        pending: list[SampledFrame] = []
-
-        def flush() -> None:
-            rows = []
-            for frame, faces in zip(pending, self.faces_in([f.rgb for f in pending]), strict=True):
-                rows.append(
-                    {
-                        "index": frame.index,
-                        "frame_number": frame.frame_number,
-                        "timestamp_s": frame.timestamp_s,
-                        "probability_fake": max(
-                            (f["probability_fake"] for f in faces), default=None
-                        ),
-                        "faces": faces,
-                    }
-                )
-            pending.clear()
-            if not on_frames(rows):
-                raise Canceled()
-
         frames = sample_frames(path, info, sample_fps, max_frames, first, end, sampling)
         while True:
             t0 = time.perf_counter()
@@ -278,11 +260,16 @@ class Analyzer:
             self.stage_seconds["decode"] += time.perf_counter() - t0
             if frame is None:
                 break
-            pending.append(frame)
-            if len(pending) >= FRAMES_PER_BATCH:
-                flush()
-        if pending:
-            flush()
+            (faces,) = self.faces_in([frame.rgb])
+            row = {
+                "index": frame.index,
+                "frame_number": frame.frame_number,
+                "timestamp_s": frame.timestamp_s,
+                "probability_fake": max((f["probability_fake"] for f in faces), default=None),
+                "faces": faces,
+            }
+            if not on_frames([row]):
+                raise Canceled()
 
     def video_result(
         self,

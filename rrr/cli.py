@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,21 +119,26 @@ class _WorkerSupervisor(threading.Thread):
 
     def __init__(self, queues: str, name: str, env: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.queues, self.name, self.env = queues, name, env
+        self.queues, self.env = queues, env
+        # the node name as Celery will fill it in, so our own lines name the same worker
+        self.node = name.replace("%h", socket.gethostname())
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             self.process = subprocess.Popen(
-                worker_command(self.queues, "INFO", self.name), env=self.env
+                worker_command(self.queues, "INFO", self.node), env=self.env
             )
             code = self.process.wait()
-            if not self.stopping.is_set():
-                click.echo(
-                    f"rrr: worker {self.name} exited with code {code}; restarting in 2 s", err=True
-                )
-                self.stopping.wait(2)
+            # Ctrl-C reaches the workers as well as rrr up: a worker that stops because the
+            # service is stopping is not restarted, nor reported as having died
+            if self.stopping.wait(0.5):
+                break
+            click.echo(
+                f"rrr up: worker {self.node} exited with code {code}; restarting in 2 s", err=True
+            )
+            self.stopping.wait(2)
 
     def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
@@ -157,8 +163,13 @@ def up(host: str | None, port: int | None) -> None:
     from api.server import serve
     from shared.migrate import upgrade_database
 
+    def step(message: str) -> None:
+        click.echo(f"rrr up: {message}", err=True)
+
     require_weights()
+    step(f"model {settings.model_file} ({settings.engine} engine) checked")
     upgrade_database()
+    step(f"database up to date ({settings.as_public_dict()['database_url']})")
     # Two workers: one only for images, so a long video never holds up image jobs; the other
     # takes video segments and, when it has none, images too.
     workers = [("images", "images@%h"), ("videos,images", "videos@%h")]
@@ -166,17 +177,75 @@ def up(host: str | None, port: int | None) -> None:
     supervisors = [_WorkerSupervisor(queues, name, env) for queues, name in workers]
     for supervisor in supervisors:
         supervisor.start()
+    step(f"started {len(workers)} workers: {', '.join(s.node for s in supervisors)}")
     host, port = host or settings.host, port or settings.port
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def stop_serving(*_: object) -> None:
+        for supervisor in supervisors:
+            supervisor.stopping.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C does not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop_serving)
+    signal.signal(signal.SIGTERM, stop_serving)
     click.echo(f"Real Recognize Real on http://{host}:{port}/  (Ctrl-C stops)")
     try:
         serve(create_app(), host=host, port=port)
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping workers...")
+        step("stopping: the workers finish their current task first")
         for supervisor in supervisors:
             supervisor.stop()
+        step("stopped")
+
+
+VERDICT_WORDS = {
+    "FAKE": "likely manipulated",
+    "REAL": "looks real",
+    "UNCERTAIN": "unsure, too close to call",
+    "NO_FACE": "no face found",
+}
+
+
+def _pct(p: float, threshold: float | None = None) -> str:
+    """0.823 -> "82%", as the page writes it: never printed equal to the threshold it is not."""
+    v, digits = p * 100, 1 if (99 < p * 100 < 100 or 0 < p * 100 < 1) else 0
+    if threshold is not None and p != threshold:
+        while digits < 3 and f"{v:.{digits}f}" == f"{threshold * 100:.{digits}f}":
+            digits += 1
+    return f"{v:.{digits}f}%"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def verdict_line(name: str, result: dict) -> str:
+    """One line a person reads: "clip.mp4: FAKE (likely manipulated), 97% manipulation score,
+    20 frames, 18 with a face"."""
+    if "error" in result:
+        return f"{name}: error {result['error']['code']}: {result['error']['message']}"
+    prediction = result.get("prediction", "?")
+    line = f"{name}: {prediction} ({VERDICT_WORDS.get(prediction, prediction.lower())})"
+    if result.get("probability_fake") is not None:
+        score = _pct(result["probability_fake"], result.get("threshold"))
+        line += f", {score} manipulation score"
+    if "frames_analyzed" in result:
+        frames = _plural(result["frames_analyzed"], "frame")
+        line += f", {frames}, {result.get('frames_with_faces', 0)} with a face"
+    elif "faces" in result and prediction != "NO_FACE":
+        line += f", {_plural(len(result['faces']), 'face')}"
+    return line
+
+
+def verdict_lines(job: dict, name: str) -> list[str]:
+    """A finished job's verdicts, one line per file (``name``: a single file's name)."""
+    result = job.get("result") or {}
+    if job.get("kind") == "batch":
+        return [verdict_line(item.get("filename", "?"), item) for item in result.get("items", [])]
+    return [verdict_line(name, result)]
 
 
 @cli.command()
@@ -186,10 +255,16 @@ def up(host: str | None, port: int | None) -> None:
 @click.option("--sample-fps", type=float, default=None, help="Video frames analysed per second.")
 @click.option("--threshold", type=float, default=None, help="P(FAKE) at or above which: FAKE.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
-def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the job as the API returns it (all fields) instead of one line per file.",
+)
+def submit(files, url, wait, sample_fps, threshold, timeout, as_json) -> None:
     """Upload FILES as one job (one file: image or video; several: an image batch). With
-    --wait, print the finished job (JSON, on stdout) and one line per file on what it declares
-    about its origin (provenance, on stderr)."""
+    --wait, end with one verdict line per file (--json: the whole job) and, on stderr, one line
+    per file on what it declares about its origin (provenance)."""
     import requests
     from tqdm import tqdm
 
@@ -210,7 +285,12 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
     if response.status_code >= 400:
         fail(f"{body['error']['code']}: {body['error']['message']}")
     if not wait:
-        click.echo(json.dumps(body, indent=2))
+        if as_json:
+            click.echo(json.dumps(body, indent=2))
+        else:
+            click.echo(
+                f"job {body['id']} ({body['kind']}) {body['status']}: {base}/jobs/{body['id']}"
+            )
         return
     job_url = f"{base}/v1/jobs/{body['id']}"
     deadline = time.monotonic() + timeout
@@ -223,9 +303,13 @@ def submit(files, url, wait, sample_fps, threshold, timeout) -> None:
             bar.total = max(body["progress"]["total"], 1)
             bar.n = body["progress"]["done"]
             bar.refresh()
-    click.echo(json.dumps(body, indent=2))
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    elif body["status"] == "succeeded":
+        for line in verdict_lines(body, Path(files[0]).name):
+            click.echo(line)
     for line in provenance_lines(body):
-        click.echo(line, err=True)  # for the reader; stdout stays one JSON document
+        click.echo(line, err=True)  # stdout stays the verdicts (or one JSON document)
     if body["status"] != "succeeded":
         fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
 

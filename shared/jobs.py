@@ -171,6 +171,8 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
             updated_at=now,
             attempts=Job.attempts + 1,
             progress_done=0,
+            progress_at=None,
+            progress_rate=None,
         )
     )
     if result.rowcount != 1:
@@ -193,26 +195,71 @@ def write_if_owned(session: Session, job_id: str, attempt: int, **values: Any) -
     return result.rowcount == 1
 
 
+# the pace's memory: the time per step of the steps this many steps back weighs half as much
+# as the latest; a stall then counts as one slow step, not as the new pace
+RATE_HALF_LIFE_STEPS = 20.0
+
+
+def progress_values(session: Session, job_id: str, done: int) -> dict[str, Any]:
+    """The columns to write for ``done`` steps: when progress last grew, and its pace (steps
+    per second): the mean time per step, smoothed over steps (an exponential moving average
+    weighted by the steps each write reports, so the pace does not depend on how often
+    progress is written, nor on how many workers write it)."""
+    values: dict[str, Any] = {"progress_done": done}
+    row = session.execute(
+        select(Job.progress_done, Job.progress_at, Job.progress_rate, Job.started_at).where(
+            Job.id == job_id
+        )
+    ).one_or_none()
+    if row is None or done <= row.progress_done:
+        return values
+    now = utcnow()
+    since = row.progress_at or row.started_at
+    values["progress_at"] = now
+    if since is None:
+        return values
+    steps = done - row.progress_done
+    per_step = max((now - since).total_seconds(), 1e-3) / steps
+    if row.progress_rate:
+        weight = 1.0 - 0.5 ** (steps / RATE_HALF_LIFE_STEPS)
+        per_step = 1.0 / row.progress_rate + weight * (per_step - 1.0 / row.progress_rate)
+    values["progress_rate"] = 1.0 / per_step
+    return values
+
+
 def set_progress(
     session: Session, job_id: str, attempt: int, done: int, total: int | None = None
 ) -> bool:
     """Record progress (and heartbeat); False when the job is no longer this worker's to run
     (canceled, finished, or reclaimed)."""
-    values: dict[str, Any] = {"progress_done": done}
+    values = progress_values(session, job_id, done)
     if total is not None:
         values["progress_total"] = total
     return write_if_owned(session, job_id, attempt, **values)
 
 
-def mark_succeeded(session: Session, job_id: str, attempt: int, result: dict[str, Any]) -> bool:
+def mark_succeeded(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    result: dict[str, Any],
+    steps: int | None = None,
+) -> bool:
+    """Finish the job with ``result``; ``steps``: how many steps it really took (e.g. the
+    frames a video yielded), which becomes both done and total; by default done = total."""
+    progress = (
+        {"progress_done": Job.progress_total}
+        if steps is None
+        else {"progress_done": steps, "progress_total": steps}
+    )
     return write_if_owned(
         session,
         job_id,
         attempt,
         status=JobStatus.SUCCEEDED.value,
         result=result,
-        progress_done=Job.progress_total,
         finished_at=utcnow(),
+        **progress,
     )
 
 

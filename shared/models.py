@@ -95,6 +95,10 @@ class Job(Base):
     owner: Mapped[str | None] = mapped_column(String(64))
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    # when progress_done last grew, and its pace (steps per second, smoothed over time:
+    # shared/jobs.py, progress_values): the ETA counts down from them between writes
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    progress_rate: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -20,6 +20,7 @@ from shared.jobs import (
     count_frames,
     lost_before,
     mark_failed,
+    progress_values,
     touch,
     write_if_owned,
 )
@@ -68,7 +69,9 @@ def plan_segments(
     if not job_runs_under(session, job_id, attempt):
         return None
     total = rows if rows is not None else (ranges[-1][1] if ranges else 0)
-    if not write_if_owned(session, job_id, attempt, progress_total=total, probe=probe):
+    # the pace is measured from here: probing and planning the video are not frames
+    planned = {"progress_total": total, "probe": probe, "progress_at": utcnow()}
+    if not write_if_owned(session, job_id, attempt, **planned):
         return None
     query = select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)
     existing = {s.index: s for s in session.scalars(query)}
@@ -144,7 +147,7 @@ def add_segment_frames(
         .where(Segment.job_id == job_id, Segment.index == index)
         .values(updated_at=utcnow())
     )
-    return write_if_owned(session, job_id, attempt, progress_done=done)
+    return write_if_owned(session, job_id, attempt, **progress_values(session, job_id, done))
 
 
 def finish_segment(

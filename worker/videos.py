@@ -24,6 +24,9 @@ from shared.storage import get_storage
 
 log = logging.getLogger("rrr.worker")
 
+# how often a running segment writes its frames and progress down (and heartbeats)
+PROGRESS_INTERVAL_S = 0.5
+
 
 def _sampling(params: dict[str, Any]) -> tuple[float, int]:
     return (
@@ -93,14 +96,30 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
     analyzer = get_analyzer(params.get("threshold"))
     started = time.perf_counter()
 
-    def store(rows: list[dict[str, Any]]) -> bool:
+    pending: list[dict[str, Any]] = []
+    written = [0.0]  # monotonic time of the last write; 0: nothing written yet
+
+    def write() -> bool:
         with session_scope() as session:
-            return segments.add_segment_frames(session, job_id, index, attempt, rows)
+            ours = segments.add_segment_frames(session, job_id, index, attempt, pending)
+        pending.clear()
+        written[0] = time.monotonic()
+        return ours
+
+    def store(rows: list[dict[str, Any]]) -> bool:
+        # progress moves frame by frame, but is written down at most every
+        # PROGRESS_INTERVAL_S (the first frame at once), so a fast video costs few writes
+        pending.extend(rows)
+        if written[0] and time.monotonic() - written[0] < PROGRESS_INTERVAL_S:
+            return True
+        return write()
 
     with get_storage().local_path(upload["key"]) as path:
         analyzer.analyze_segment(
             path, info, sample_fps, max_frames, first, end, store, _mode(params)
         )
+    if pending and not write():
+        raise Canceled()
     seconds = time.perf_counter() - started
     with session_scope() as session:
         last = segments.finish_segment(session, job_id, index, attempt, seconds)
@@ -130,7 +149,9 @@ def _aggregate(
             provenance = dict(job.provenance)
             result["timings_ms"]["provenance"] = round(provenance.pop("elapsed_ms", 0.0), 1)
             result["provenance"] = provenance
-        if not jobs.mark_succeeded(session, job_id, attempt, result):
+        # the total becomes the frames the video really yielded (a planned sample can find no
+        # frame, e.g. a damaged tail), so a finished job never claims frames it did not analyse
+        if not jobs.mark_succeeded(session, job_id, attempt, result, steps=len(frames)):
             raise Canceled()
         metrics.observe(session, {"job_video": wall})
     log.info("job %s: succeeded (%d frames, %d segments)", job_id, len(frames), len(durations))

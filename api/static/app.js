@@ -5,6 +5,7 @@
 import { api, ApiError, getApiKey, sentence, setApiKey, uploadJob } from "./api.js";
 import { el, pct, provenancePanel, renderBatch, renderImage, verdictText } from "./render.js";
 import { renderVideo } from "./timeline.js";
+import { duration, plural } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = ["queued", "running"];
@@ -104,10 +105,15 @@ function stopPolling() {
 }
 
 function progressText(job) {
-  const { done, total } = job.progress;
+  const { done, total, eta_s: eta } = job.progress;
   if (job.status === "queued") return "Waiting in the queue…";
-  if (job.kind === "batch") return `Analysing images: ${done} of ${total} done`;
-  if (job.kind === "video") return total ? `Analysing video: ${done} of about ${total} frames done` : "Reading the video…";
+  const left = eta ? `; ${duration(eta)} left` : "";
+  if (job.kind === "batch") return `Analysing images: ${done} of ${total} done${left}`;
+  if (job.kind === "video") {
+    if (!total) return "Reading the video…";
+    if (!done) return `Analysing video: ${plural(total, "frame")} to look at, starting…`;
+    return `Analysing video: ${done} of ${plural(total, "frame")} done${left}`;
+  }
   return "Analysing the image…";
 }
 

@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { el, faceSentence, pct } from "./render.js";
+import { plural } from "./words.js";
 
 // A frame's class on the chart: the verdict rule of the whole result (threshold, unsure band).
 function frameClass(p, result) {
@@ -117,7 +118,7 @@ function frameDetail(result, frame, panel) {
   const faces = frame.faces || [];
   const w = result.width || 16, h = result.height || 9;
   const pic = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "frame-boxes", role: "img",
-    "aria-label": `Positions of ${faces.length} face(s) in the frame` });
+    "aria-label": `Positions of ${plural(faces.length, "face")} in the frame` });
   pic.append(svg("rect", { class: "frame", x: 0, y: 0, width: w, height: h }));
   faces.forEach((f, i) => {
     const [fx, fy, fw, fh] = f.box;
@@ -138,15 +139,15 @@ function frameDetail(result, frame, panel) {
 export async function renderVideo(job, body) {
   const r = job.result;
   const how = r.sampling === "keyframes"
-    ? `keyframes only, the nearest at or before each of ${r.sample_fps} sample(s) per second of video`
+    ? `keyframes only, the nearest at or before each of ${plural(r.sample_fps, "sample")} per second of video`
     : `${r.sample_fps} per second of video`;
-  const facts = `${r.frames_analyzed} frames analysed (${how}), ` +
+  const facts = `${plural(r.frames_analyzed, "frame")} analysed (${how}), ` +
     `${r.frames_with_faces} with a face; the video is ${clock(r.duration_s)} long.`;
   const rule = r.aggregation === "mean_of_frame_max"
     ? "How the video verdict is made: the average, over sampled frames that contain a face, of each frame's most suspicious face."
     : `Aggregation rule: ${r.aggregation}.`;
   const segments = (r.suspicious_segments || []).length
-    ? `Shaded: ${r.suspicious_segments.length} suspicious stretch(es), where consecutive frames score at or above the threshold.`
+    ? `Shaded: ${plural(r.suspicious_segments.length, "suspicious stretch", "suspicious stretches")}, where consecutive frames score at or above the threshold.`
     : "No stretch of frames scored at or above the threshold.";
   const holder = el("div", { class: "chart", "aria-busy": "true" }, el("p", { class: "hint", text: "Loading frames…" }));
   const panel = el("div", { class: "frame-detail", "aria-live": "polite" },

@@ -254,6 +254,15 @@ def test_web_page_is_served(client):
     assert client.get("/static/app.js").status_code == 200
 
 
+def test_favicon_is_served(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        icon = client.get(path)
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+        assert icon.data.startswith(b"<svg") and len(icon.data) < 2000
+
+
 def test_running_job_reports_an_eta(client, face_crops):
     from datetime import timedelta
 

@@ -1,5 +1,5 @@
 """The web page in a real headless Chromium (Debian's chromium + chromium-driver, installed by
-scripts/install-browser.sh) against a real embedded service (`rrr up`: API + one worker).
+scripts/install-browser.sh) against a real embedded service (`rrr up`: API + two workers).
 
 Without the browser the tests skip, or fail when CI=true. Screenshots go to artifacts/browser/."""
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from detection.analyzer import Canceled, get_analyzer
+from detection.media import probe_video
 from shared.errors import MediaError
 
 
@@ -86,6 +87,16 @@ def test_video_keyframe_sampling_rows_carry_the_keyframes(analyzer, video_paths)
         (6, 163, 5.439),
     ]
     assert result["frames_analyzed"] == 2
+
+
+def test_video_progress_moves_frame_by_frame(analyzer, video_paths):
+    """Every sampled frame is handed on as soon as it is scored (not in blocks of frames)."""
+    path = next(p for p in video_paths if p.name == "knqhpwoigk.mp4")
+    info = probe_video(path)
+    calls = []
+    analyzer.analyze_segment(path, info, 2.0, 100, 0, None, lambda rows: calls.append(rows) or True)
+    assert len(calls) == 20 and all(len(rows) == 1 for rows in calls)
+    assert [rows[0]["index"] for rows in calls] == list(range(20))
 
 
 def test_video_stops_when_canceled(analyzer, video_paths):

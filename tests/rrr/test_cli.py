@@ -98,7 +98,9 @@ def test_submit_wait_prints_one_provenance_line_per_file(client, monkeypatch, tm
     plain.write_bytes(cc.picture("PNG"))
     _through_test_client(client, monkeypatch)
 
-    result = CliRunner().invoke(cli, ["submit", str(ai), "--wait", "--url", "http://rrr.test"])
+    result = CliRunner().invoke(
+        cli, ["submit", str(ai), "--wait", "--json", "--url", "http://rrr.test"]
+    )
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)  # stdout stays one JSON document
     assert job["result"]["provenance"]["declared_ai_generated"] is True
@@ -143,3 +145,85 @@ def test_provenance_line_for_tampered_unsigned_and_unreadable_files():
     assert provenance_summary(hostile) == (
         "XMP unreadable · no AI declaration (absence proves nothing)"
     )
+
+
+def test_up_stops_on_ctrl_c_without_restarting_its_workers(tmp_path):
+    """Ctrl-C reaches rrr up and both workers (one process group): it says it is stopping and
+    stops, rather than reporting the workers' exit as a death and restarting them."""
+    import os
+    import signal
+    import time
+
+    from tests.support.service import Client, free_port
+
+    port, log = free_port(), tmp_path / "up.log"
+    env = {**os.environ, "RRR_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "rrr", "up", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        Client(f"http://127.0.0.1:{port}").wait_ready(timeout=120)
+        deadline = time.monotonic() + 120
+        while log.read_text().count("ready.") < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)  # both workers consuming
+        os.killpg(up.pid, signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "rrr up: stopping" in output and "rrr up: stopped" in output, output
+    assert "restarting" not in output and "Aborted" not in output, output
+
+
+def test_submit_ends_in_one_verdict_line_per_file():
+    from rrr.cli import verdict_lines
+
+    image = {
+        "kind": "image",
+        "result": {
+            "prediction": "FAKE",
+            "probability_fake": 0.974943,
+            "threshold": 0.5,
+            "faces": [{"box": [4, 2, 195, 198]}],
+        },
+        "params": {},
+    }
+    assert verdict_lines(image, "face.jpg") == [
+        "face.jpg: FAKE (likely manipulated), 97% manipulation score, 1 face"
+    ]
+    video = {
+        "kind": "video",
+        "result": {
+            "prediction": "REAL",
+            "probability_fake": 0.4996,
+            "threshold": 0.5,
+            "frames_analyzed": 20,
+            "frames_with_faces": 18,
+        },
+    }
+    # never printed as equal to the threshold it falls short of
+    assert verdict_lines(video, "clip.mp4") == [
+        "clip.mp4: REAL (looks real), 49.96% manipulation score, 20 frames, 18 with a face"
+    ]
+    batch = {
+        "kind": "batch",
+        "result": {
+            "items": [
+                {"filename": "a.png", "prediction": "NO_FACE", "probability_fake": None},
+                {"filename": "b.txt", "error": {"code": "unsupported_media_type", "message": "?"}},
+                {"filename": "c.jpg", "prediction": "UNCERTAIN", "probability_fake": 0.52,
+                 "threshold": 0.5, "faces": [{}, {}]},
+            ]
+        },
+    }  # fmt: skip
+    assert verdict_lines(batch, "") == [
+        "a.png: NO_FACE (no face found)",
+        "b.txt: error unsupported_media_type: ?",
+        "c.jpg: UNCERTAIN (unsure, too close to call), 52% manipulation score, 2 faces",
+    ]

@@ -24,7 +24,7 @@ JOB_URL = re.compile(r"/jobs/([0-9a-f]{32})$")
 
 
 def start_embedded_service(tmp: Path, **env: str) -> tuple[Processes, Client]:
-    """`rrr up` (API + one worker) on a free port with its own var/ directory."""
+    """`rrr up` (API + two workers) on a free port with its own var/ directory."""
     # A small upload limit lets the too-large test stay small (the shared videos are under 5 MB).
     procs = Processes(
         {"RRR_VAR_DIR": str(tmp / "var"), "RRR_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), **env}, tmp
