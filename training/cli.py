@@ -41,6 +41,25 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
     return checkpoint, data_dir, labels
 
 
+# options shared by rrr train and rrr loso (a fold trains like rrr train)
+SELF_BLEND_OPTION = click.option(
+    "--self-blend",
+    default=0.0,
+    show_default=True,
+    help="Share of each batch replaced by self-blended real faces: face-swap examples made "
+    "from real faces alone (training/blend.py).",
+)
+
+
+def freeze_blocks_option(default: int):
+    return click.option(
+        "--freeze-blocks",
+        default=default,
+        show_default=True,
+        help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).",
+    )
+
+
 @click.command("train")
 @click.option(
     "--data",
@@ -97,19 +116,8 @@ def _checked_inputs(kwargs: dict[str, object]) -> tuple[Path, Path, Path]:
     multiple=True,
     help="Source of a staged table (rrr data) to train without; repeatable.",
 )
-@click.option(
-    "--freeze-blocks",
-    default=0,
-    show_default=True,
-    help="Keep B0's stem and this many first blocks fixed (cheaper CPU steps).",
-)
-@click.option(
-    "--self-blend",
-    default=0.0,
-    show_default=True,
-    help="Share of each batch replaced by self-blended real faces: face-swap examples made "
-    "from real faces alone (training/blend.py).",
-)
+@freeze_blocks_option(0)
+@SELF_BLEND_OPTION
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
     from training.train import TrainConfig, train
@@ -354,19 +362,8 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     default=None,
     help="Per fold: stop cleanly after this long; run again to resume.",
 )
-@click.option(
-    "--freeze-blocks",
-    default=2,
-    show_default=True,
-    help="Keep B0's stem and this many first blocks fixed (as rrr train).",
-)
-@click.option(
-    "--self-blend",
-    default=0.0,
-    show_default=True,
-    help="Share of each batch replaced by self-blended real faces: face-swap examples made "
-    "from real faces alone (training/blend.py).",
-)
+@freeze_blocks_option(2)
+@SELF_BLEND_OPTION
 def loso_command(**kwargs: object) -> None:
     """Leave-one-source-out: train without each source, test on it; prints the table."""
     from training.data import read_labels
