@@ -339,6 +339,7 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     help="Source to leave out; repeatable [default: every source of the table].",
 )
 @click.option("--steps", default=900, show_default=True, help="Optimiser steps per fold.")
+@click.option("--input-size", default=128, show_default=True, help="Square crop side fed to B0.")
 @click.option("--lr", default=3e-4, show_default=True, help="Peak AdamW learning rate.")
 @click.option("--warmup-steps", default=50, show_default=True)
 @click.option(
@@ -386,6 +387,7 @@ def loso_command(**kwargs: object) -> None:
         lr=float(kwargs["lr"]),  # type: ignore[arg-type]
         warmup_steps=int(kwargs["warmup_steps"]),  # type: ignore[arg-type]
         self_blend=float(kwargs["self_blend"]),  # type: ignore[arg-type]
+        input_size=int(kwargs["input_size"]),  # type: ignore[arg-type]
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
     unfinished = [s for s, f in results["folds"].items() if "sources" not in f]

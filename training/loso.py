@@ -29,6 +29,7 @@ def run_loso(
     lr: float = 3e-4,
     warmup_steps: int = 50,
     self_blend: float = 0.0,
+    input_size: int = 128,
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -41,6 +42,7 @@ def run_loso(
         "init": init,
         "freeze_blocks": freeze_blocks,
         "self_blend": self_blend,
+        "input_size": input_size,
         "folds": {},
     }
     for source in sources:
@@ -65,6 +67,7 @@ def run_loso(
                     lr=lr,
                     warmup_steps=warmup_steps,
                     self_blend=self_blend,
+                    input_size=input_size,
                 )
             )
             finished = json.loads(summary.read_text())["stopped"] == "finished"
