@@ -479,6 +479,7 @@ def _register_training_commands() -> None:
             loso_command,
             robustness_command,
             train_command,
+            unfamiliar_command,
         )
     except ImportError:
         return
@@ -487,6 +488,7 @@ def _register_training_commands() -> None:
     cli.add_command(loso_command, "loso")
     cli.add_command(eval_command, "eval")
     cli.add_command(robustness_command, "robustness")
+    cli.add_command(unfamiliar_command, "unfamiliar")
 
 
 _register_training_commands()

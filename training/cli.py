@@ -546,6 +546,33 @@ def data_command(**kwargs: object) -> None:
     click.echo(json.dumps({k: report[k] for k in ("rows", "counts", "skipped")}, indent=1))
 
 
+@click.command("unfamiliar")
+@click.option("--checkpoint", required=True, help="A checkpoint that never saw --held-out.")
+@click.option(
+    "--table", default="runs/data/labels.csv", show_default=True, help="Staged table (rrr data)."
+)
+@click.option(
+    "--held-out",
+    "held_out",
+    multiple=True,
+    required=True,
+    help="A source the checkpoint did not train on; repeatable.",
+)
+@click.option("--out", "out_path", default=None, help="Also write the report here (JSON).")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+def unfamiliar_command(**kwargs: object) -> None:
+    """Study: do distance scores mark the faces of sources a model never saw?"""
+    import torch
+
+    from training.unfamiliar import markdown, study
+
+    torch.set_num_threads(int(kwargs["threads"]))  # type: ignore[arg-type]
+    report = study(str(kwargs["checkpoint"]), str(kwargs["table"]), tuple(kwargs["held_out"]))  # type: ignore[arg-type]
+    if kwargs["out_path"]:
+        Path(str(kwargs["out_path"])).write_text(json.dumps(report, indent=1))
+    click.echo(markdown(report))
+
+
 @click.group()
 def _main() -> None:
     """Training tools (until they are registered as ``rrr train`` / ``rrr eval``)."""
@@ -556,6 +583,7 @@ _main.add_command(train_command)
 _main.add_command(loso_command)
 _main.add_command(eval_command)
 _main.add_command(robustness_command)
+_main.add_command(unfamiliar_command)
 
 if __name__ == "__main__":
     _main()
