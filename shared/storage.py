@@ -11,6 +11,7 @@ Keys are ``<job id>/<generated name>``, made by the service, never taken from a 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -128,8 +129,6 @@ def get_storage() -> Storage:
     """The configured backend (RRR_STORAGE_URL, else the directory RRR_STORAGE_DIR)."""
     if not settings.storage_url:
         return LocalStorage(settings.storage_dir)
-    import os
-
     # one client per process and URL: boto3 clients are not shared across a fork
     cache_key = (settings.storage_url, os.getpid())
     if cache_key not in _s3:

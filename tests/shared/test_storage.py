@@ -172,6 +172,7 @@ def test_retention_purges_expired_jobs_and_orphans(
         )
     override_settings(RRR_RETENTION_HOURS="2")
     monkeypatch.setattr(sweeper, "ORPHAN_GRACE_S", 0)  # the orphan was just written
+    monkeypatch.setattr(sweeper, "ORPHAN_SCAN_INTERVAL_S", 0)
     storage = get_storage()
     assert sweeper.purge_expired() == [expired]
     assert not storage.exists(job_key(expired))
@@ -179,6 +180,11 @@ def test_retention_purges_expired_jobs_and_orphans(
     assert not storage.exists(job_key(orphan))
     assert storage.read_bytes(job_key(live)) == live.encode()
     assert storage.job_ids() == [live]
+    # orphans are looked for once per ORPHAN_SCAN_INTERVAL_S, not at every sweep
+    monkeypatch.setattr(sweeper, "ORPHAN_SCAN_INTERVAL_S", 600)
+    storage.put(job_key(orphan), io.BytesIO(b"again"), 100)
+    assert sweeper.purge_expired() == []
+    assert storage.exists(job_key(orphan))
 
 
 def test_unfinished_multipart_uploads_are_listed_and_aborted(s3):
