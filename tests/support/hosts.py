@@ -75,7 +75,12 @@ class Network:
         self.prefix = f"10.{100 + self.tag}"
         self.service_address = f"{self.prefix}.0.1"
         self.hosts: list[Host] = []
+        self._quietly("addr", "del", f"{self.service_address}/32", "dev", "lo")  # a crashed run's
         _ip("addr", "add", f"{self.service_address}/32", "dev", "lo")
+
+    @staticmethod
+    def _quietly(*args: str) -> None:
+        subprocess.run(["ip", *args], capture_output=True, timeout=30)
 
     def add_host(self, name: str) -> Host:
         index = len(self.hosts) + 1
@@ -87,6 +92,7 @@ class Network:
             gateway=f"{self.prefix}.{index}.1",
         )
         inner = f"rrr{self.tag}n{index}"
+        self._quietly("netns", "del", host.netns)  # left by a run that was killed
         _ip("netns", "add", host.netns)
         self.hosts.append(host)
         _ip("link", "add", host.link, "type", "veth", "peer", "name", inner, "netns", host.netns)
@@ -103,9 +109,5 @@ class Network:
             for pid in host.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", host.netns], capture_output=True, timeout=30)
-        subprocess.run(
-            ["ip", "addr", "del", f"{self.service_address}/32", "dev", "lo"],
-            capture_output=True,
-            timeout=30,
-        )
+            self._quietly("netns", "del", host.netns)
+        self._quietly("addr", "del", f"{self.service_address}/32", "dev", "lo")
