@@ -1,7 +1,8 @@
 """The object-store backend: ``RRR_STORAGE_URL=s3://bucket/prefix`` on any S3-compatible store
 (AWS S3, MinIO, Ceph RGW, ...). The endpoint, region and credentials come from the variables every
 AWS client reads (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, or a profile / instance role), through boto3's own lookup.
+``AWS_SECRET_ACCESS_KEY``, or a profile / instance role), through boto3's own lookup;
+``AWS_MAX_ATTEMPTS`` (default 5) bounds boto3's retries of a failed request.
 
 - ``put`` streams: a multipart upload of ``PART_BYTES`` parts, so an upload never sits whole in
   the API's memory (a small one is a single PUT).
@@ -23,12 +24,19 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import settings
 from shared.filecache import FileCache
-from shared.storage import IN_MEMORY_MAX_BYTES, check_job_id, check_key, is_job_id
+from shared.storage import (
+    IN_MEMORY_MAX_BYTES,
+    StorageUnavailable,
+    check_job_id,
+    check_key,
+    is_job_id,
+)
 
 PART_BYTES = 8 * 1024 * 1024  # S3 parts are at least 5 MiB (but the last); 8 is boto3's default
 READ_CHUNK = 1024 * 1024
@@ -49,7 +57,7 @@ def make_client() -> Any:
     config = Config(
         # MinIO, Ceph and most self-hosted stores serve buckets as paths, not host names
         s3={"addressing_style": "path" if endpoint else "auto"},
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))},
         connect_timeout=5,
         read_timeout=60,
     )
@@ -59,6 +67,21 @@ def make_client() -> Any:
 
 def _missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+@contextmanager
+def _store_errors(key: str) -> Iterator[None]:
+    """A missing object becomes FileNotFoundError; any other trouble with the store (network,
+    credentials, 5xx after boto3's own retries) StorageUnavailable."""
+    try:
+        yield
+    except ClientError as exc:
+        if _missing(exc):
+            raise FileNotFoundError(f"{key} is no longer stored") from None
+        code = exc.response.get("Error", {}).get("Code")
+        raise StorageUnavailable(f"object store refused {key}: {code}") from exc
+    except (BotoCoreError, Boto3Error) as exc:
+        raise StorageUnavailable(f"object store unreachable: {exc.__class__.__name__}") from exc
 
 
 class S3Storage:
@@ -78,6 +101,10 @@ class S3Storage:
         """Stream ``stream`` to ``key``; returns the size. OverflowError past ``max_bytes``
         (nothing is left in the store then)."""
         name = self._name(key)
+        with _store_errors(key):
+            return self._put(name, stream, max_bytes)
+
+    def _put(self, name: str, stream: BinaryIO, max_bytes: int) -> int:
         buffer = bytearray()
         written, upload_id, parts = 0, None, []
         try:
@@ -123,16 +150,12 @@ class S3Storage:
         return written
 
     def _get(self, key: str) -> Any:
-        try:
+        with _store_errors(key):
             return self.client.get_object(Bucket=self.bucket, Key=self._name(key))
-        except ClientError as exc:
-            if _missing(exc):
-                raise FileNotFoundError(f"{key} is no longer stored") from None
-            raise
 
     def read_bytes(self, key: str) -> bytes:
         answer = self._get(key)
-        with contextlib.closing(answer["Body"]) as body:
+        with _store_errors(key), contextlib.closing(answer["Body"]) as body:
             return body.read()
 
     @contextmanager
@@ -140,7 +163,7 @@ class S3Storage:
         """What a decoder reads: the bytes when the object is small enough to hold in memory
         (images), else a path in this host's cache."""
         answer = self._get(key)
-        with contextlib.closing(answer["Body"]) as body:
+        with _store_errors(key), contextlib.closing(answer["Body"]) as body:
             data = body.read() if answer["ContentLength"] <= IN_MEMORY_MAX_BYTES else None
         if data is not None:
             yield data
@@ -153,27 +176,27 @@ class S3Storage:
         name = self._name(key)
 
         def fetch(destination: Path) -> None:
-            try:
+            with _store_errors(key):
                 self.client.download_file(self.bucket, name, str(destination))
-            except ClientError as exc:
-                if _missing(exc):
-                    raise FileNotFoundError(f"upload {key} is no longer stored") from None
-                raise
 
         with self.cache.path(key, fetch) as path:
             yield path
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._name(key))
-        except ClientError as exc:
-            if _missing(exc):
-                return False
-            raise
+            with _store_errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except FileNotFoundError:
+            return False
         return True
 
     def delete_job(self, job_id: str) -> None:
-        prefix = f"{self.prefix}{check_job_id(job_id)}/"
+        with _store_errors(job_id):
+            self._delete_job(check_job_id(job_id))
+        self.cache.drop_job(job_id)
+
+    def _delete_job(self, job_id: str) -> None:
+        prefix = f"{self.prefix}{job_id}/"
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
@@ -188,7 +211,6 @@ class S3Storage:
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                 )
-        self.cache.drop_job(job_id)
 
     def _uploads(self, prefix: str) -> list[dict[str, Any]]:
         """Unfinished multipart uploads under ``prefix`` (an API that died mid-upload)."""
@@ -200,6 +222,10 @@ class S3Storage:
     def job_ids(self, older_than_s: float = 0.0) -> list[str]:
         """Ids of jobs whose newest object (or unfinished upload) is at least ``older_than_s``
         old, listed by prefix."""
+        with _store_errors(self.prefix or "/"):
+            return self._job_ids(older_than_s)
+
+    def _job_ids(self, older_than_s: float) -> list[str]:
         newest: dict[str, datetime] = {}
 
         def note(name: str, when: datetime) -> None:

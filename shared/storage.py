@@ -30,6 +30,11 @@ _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 IN_MEMORY_MAX_BYTES = 64 * 1024 * 1024
 
 
+class StorageUnavailable(Exception):
+    """The object store could not be reached or refused the service (an outage or a
+    configuration error, never the upload's fault): the API answers 503, a worker retries."""
+
+
 class Storage(Protocol):
     def put(self, key: str, stream: BinaryIO, max_bytes: int) -> int: ...
     def read_bytes(self, key: str) -> bytes: ...

@@ -247,3 +247,41 @@ def test_the_cache_stays_bounded_and_never_evicts_a_file_in_use(s3):
     assert storage.cache.evict() <= 2 * MiB
     cached = sorted(p.name for p in (settings.storage_cache_dir / JOB_A).glob("*.mp4"))
     assert "0.mp4" in cached and len(cached) == 2
+
+
+def test_an_unreachable_store_is_unavailable_not_missing(s3_server, tmp_path, override_settings):
+    from shared.storage import StorageUnavailable
+    from tests.support.s3 import free_port
+
+    override_settings(
+        **s3_server.env("rrr", endpoint=f"http://127.0.0.1:{free_port('127.0.0.1')}"),
+        RRR_STORAGE_CACHE_DIR=str(tmp_path / "cache"),
+        AWS_MAX_ATTEMPTS="1",
+    )
+    storage = get_storage()
+    with pytest.raises(StorageUnavailable):
+        storage.put(job_key(JOB_A), io.BytesIO(b"x"), 10)
+    with pytest.raises(StorageUnavailable):
+        storage.read_bytes(job_key(JOB_A))
+    with pytest.raises(StorageUnavailable), storage.local_path(job_key(JOB_A)):
+        pass
+    with pytest.raises(StorageUnavailable):
+        storage.job_ids()
+
+
+def test_the_api_answers_503_while_the_store_is_unreachable(
+    client, s3_server, tmp_path, override_settings, face_crops
+):
+    from tests.support.s3 import free_port
+
+    override_settings(
+        **s3_server.env("rrr", endpoint=f"http://127.0.0.1:{free_port('127.0.0.1')}"),
+        AWS_MAX_ATTEMPTS="1",
+    )
+    response = client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(face_crops["real"][0].read_bytes()), "face.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "storage_unavailable"

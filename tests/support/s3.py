@@ -18,7 +18,7 @@ CREDENTIALS = {
 }
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -29,7 +29,7 @@ class S3Server:
     to use it as its storage."""
 
     def __init__(self, log: Path, host: str = "127.0.0.1") -> None:
-        self.host, self.port = host, _free_port(host)
+        self.host, self.port = host, free_port(host)
         self.endpoint = f"http://{host}:{self.port}"
         with open(log, "w") as out:
             self.process = subprocess.Popen(
