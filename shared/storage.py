@@ -127,15 +127,21 @@ class LocalStorage:
         ]
 
 
-_s3: dict[tuple[str, int], Storage] = {}
+_s3: dict[tuple, Storage] = {}
 
 
 def get_storage() -> Storage:
     """The configured backend (RRR_STORAGE_URL, else the directory RRR_STORAGE_DIR)."""
     if not settings.storage_url:
         return LocalStorage(settings.storage_dir)
-    # one client per process and URL: boto3 clients are not shared across a fork
-    cache_key = (settings.storage_url, os.getpid())
+    # one client per process and configuration: boto3 clients are not shared across a fork
+    cache_key = (
+        settings.storage_url,
+        str(settings.storage_cache_dir),
+        settings.storage_cache_mb,
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        os.getpid(),
+    )
     if cache_key not in _s3:
         from shared.s3storage import S3Storage
 
