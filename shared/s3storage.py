@@ -190,6 +190,14 @@ class S3Storage:
             return False
         return True
 
+    def reachable(self) -> bool:
+        """Whether the bucket answers with these credentials (for /readyz)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, Boto3Error, ClientError):
+            return False
+        return True
+
     def delete_job(self, job_id: str) -> None:
         with _store_errors(job_id):
             self._delete_job(check_job_id(job_id))

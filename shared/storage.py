@@ -43,6 +43,7 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete_job(self, job_id: str) -> None: ...
     def job_ids(self, older_than_s: float = 0.0) -> list[str]: ...
+    def reachable(self) -> bool: ...
 
 
 def check_key(key: str) -> str:
@@ -114,6 +115,14 @@ class LocalStorage:
 
     def delete_job(self, job_id: str) -> None:
         shutil.rmtree(self.root / check_job_id(job_id), ignore_errors=True)
+
+    def reachable(self) -> bool:
+        """Whether uploads can be written here (for /readyz)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return os.access(self.root, os.W_OK)
 
     def job_ids(self, older_than_s: float = 0.0) -> list[str]:
         """Ids of jobs with stored files last modified at least ``older_than_s`` ago."""

@@ -285,3 +285,13 @@ def test_the_api_answers_503_while_the_store_is_unreachable(
     )
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == "storage_unavailable"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["storage"] is False
+
+
+def test_readiness_includes_the_store(client, s3_server, tmp_path, override_settings):
+    override_settings(**s3_server.env(s3_server.new_bucket()))
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"]["storage"] is True
+    override_settings(**s3_server.env("no-such-bucket"))
+    assert client.get("/readyz").get_json()["checks"]["storage"] is False
