@@ -9,6 +9,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY api api
 COPY worker worker
 COPY shared shared
+COPY detection detection
 COPY rrr rrr
 COPY training training
 COPY migrations migrations

@@ -3,7 +3,8 @@
 #                   installs only what serving needs (ONNX Runtime, no PyTorch)
 #   make test       lint and run the whole test suite (installs the test and training extras,
 #                   starts local Redis/PostgreSQL if needed, installs Debian's chromium +
-#                   chromium-driver for the browser tests if missing)
+#                   chromium-driver for the browser tests and iproute2 for the multi-host
+#                   tests if missing)
 # and two are for development:
 #   make test-fast  lint, then the unit and API tests against SQLite (no servers, no browser)
 #   make train ARGS='--help'   rrr train with the training extras (PyTorch) installed
@@ -45,6 +46,7 @@ lint: install-dev
 test: install-dev lint
 	scripts/ensure-services.sh
 	scripts/install-browser.sh
+	scripts/install-multihost-tools.sh
 	$(BIN)/python -m pytest
 
 test-fast: install-dev lint

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared import errors
 from shared.config import settings
+from shared.storage import StorageUnavailable
 
 log = logging.getLogger("rrr.api")
 
@@ -93,6 +94,13 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("broker unavailable: %s", exc)
         return error_response(
             503, "broker_unavailable", "the job queue is unreachable; try again shortly"
+        )
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage(exc):
+        log.warning("storage unavailable: %s", exc)
+        return error_response(
+            503, "storage_unavailable", "the upload storage is unreachable; try again shortly"
         )
 
     @app.errorhandler(Exception)

@@ -9,6 +9,7 @@ from api.openapi import OPENAPI
 from shared.config import settings
 from shared.db import get_engine
 from shared.queue import broker_reachable
+from shared.storage import get_storage
 
 bp = Blueprint("health", __name__)
 
@@ -33,6 +34,7 @@ def readyz():
         "database": _database_ok(),
         "broker": broker_reachable(),
         "weights": settings.model_file.is_file(),
+        "storage": get_storage().reachable(),
     }
     if all(checks.values()):
         return jsonify({"status": "ready", "checks": checks})

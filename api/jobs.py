@@ -115,13 +115,14 @@ def heatmap(job_id: str):
             f"the job is {job.status}; its heatmap exists once it has succeeded",
             code="job_not_finished",
         )
-    storage = get_storage()
-    key = heatmap_key(job_id)
-    if not (job.result or {}).get("heatmap") or not storage.exists(key):
+    try:
+        if not (job.result or {}).get("heatmap"):
+            raise FileNotFoundError
+        png = get_storage().read_bytes(heatmap_key(job_id))
+    except FileNotFoundError:
         raise NotFound(
             "this job has no heatmap: no face was found, or heatmaps were disabled "
             "(RRR_HEATMAPS=0) when it ran",
             code="no_heatmap",
-        )
-    with storage.local_path(key) as path:
-        return Response(path.read_bytes(), mimetype="image/png")
+        ) from None
+    return Response(png, mimetype="image/png")

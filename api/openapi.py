@@ -254,7 +254,7 @@ OPENAPI: dict[str, Any] = {
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {
-                "summary": "Readiness: database, broker and weights",
+                "summary": "Readiness: database, broker, upload storage and weights",
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
             }
         },

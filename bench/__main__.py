@@ -3,7 +3,7 @@
     python -m bench                      # every section (about 10 min here, once the test
                                          # videos are built: the first run adds ~15 min)
     python -m bench engine stages        # only some: engine stages service api scaling capacity
-                                         # provenance
+                                         # provenance storage
     python -m bench --quick              # smaller inputs, for a smoke run
 
 Sections:
@@ -19,6 +19,8 @@ Sections:
             produces
   provenance  the time reading provenance (C2PA, XMP, metadata traces) adds per file, with and
             without Content Credentials
+  storage   the latency an S3 object store (RRR_STORAGE_URL) adds to an image job, against a
+            local upload directory, and its put/read times alone
 Videos are built once from ../shared/data/videos under var/bench/ (never committed).
 """
 
@@ -35,7 +37,7 @@ from typing import Any
 
 from bench.data import BENCH_DIR
 
-SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance")
+SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance", "storage")
 
 
 def machine() -> dict[str, Any]:
@@ -258,6 +260,12 @@ def run_capacity(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
 
 def run_provenance(quick: bool) -> dict[str, Any]:
     from bench.provenance import measure
+
+    return measure(quick)
+
+
+def run_storage(quick: bool) -> dict[str, Any]:
+    from bench.storage import measure
 
     return measure(quick)
 

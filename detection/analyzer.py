@@ -145,7 +145,7 @@ class Analyzer:
             maps.append((region, self.detector.gradcam(np.ascontiguousarray(rgb[y0:y1, x0:x1]))))
         return png_bytes(overlay(rgb, maps)) if maps else None
 
-    def decode(self, path: Path) -> np.ndarray:
+    def decode(self, path: Path | bytes) -> np.ndarray:
         t0 = time.perf_counter()
         rgb = decode_image(path, self.max_image_pixels)
         self.stage_seconds["decode"] += time.perf_counter() - t0
@@ -158,7 +158,11 @@ class Analyzer:
         return result
 
     def analyze_image(
-        self, path: Path, explain: bool = False, mime: str | None = None, provenance: bool = True
+        self,
+        path: Path | bytes,
+        explain: bool = False,
+        mime: str | None = None,
+        provenance: bool = True,
     ) -> tuple[dict[str, Any], bytes | None]:
         """(result, Grad-CAM overlay PNG when ``explain`` and a face was found). With
         ``provenance``, the result says what the file declares about its origin (``mime``: the
@@ -186,7 +190,7 @@ class Analyzer:
 
     def analyze_batch(
         self,
-        items: list[tuple[str, Path | None, DetectionError | None]],
+        items: list[tuple[str, Path | bytes | None, DetectionError | None]],
         progress: ProgressFn,
         mimes: list[str | None] | None = None,
     ) -> dict[str, Any]:
@@ -371,11 +375,12 @@ def trust_anchors() -> str | None:
     return _anchors[1]
 
 
-def file_provenance(path: Path, mime: str | None = None) -> dict[str, Any]:
-    """What a stored file declares about its origin (detection/provenance.py), read against the
-    configured trust anchors: ``Provenance.as_dict()``. Never raises: a hostile or unreadable
-    file gives ``status: "unreadable"``, a trust-anchor file that cannot be read an error (and
-    no signer is trusted)."""
+def file_provenance(path: Path | bytes, mime: str | None = None) -> dict[str, Any]:
+    """What a stored file (a path, or its bytes) declares about its origin
+    (detection/provenance.py), read against the configured trust anchors:
+    ``Provenance.as_dict()``. Never raises: a hostile or unreadable file gives ``status:
+    "unreadable"``, a trust-anchor file that cannot be read an error (and no signer is
+    trusted)."""
     errors = []
     try:
         anchors = trust_anchors()

@@ -9,6 +9,7 @@ bad media: the job fails with that code and message.
 from __future__ import annotations
 
 import bisect
+import io
 import logging
 import math
 import warnings
@@ -83,8 +84,9 @@ def _reduced(image: Image.Image, pixels: int) -> Image.Image:
         return _to_rgb(image).reduce(factor)
 
 
-def decode_image(path: Path, max_pixels: int) -> np.ndarray:
-    """Decode an image file into an RGB uint8 array (H, W, 3), EXIF orientation applied.
+def decode_image(path: Path | bytes, max_pixels: int) -> np.ndarray:
+    """Decode an image file (a path, or its bytes as read from an object store) into an RGB
+    uint8 array (H, W, 3), EXIF orientation applied.
 
     An image above RRR_MAX_ANALYSIS_PIXELS is analysed at a reduced size: a JPEG is decoded
     at 1/2, 1/4 or 1/8 scale by the decoder itself (draft mode), anything else is reduced
@@ -94,7 +96,7 @@ def decode_image(path: Path, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as image:
                 width, height = image.size
                 if width < 1 or height < 1:
                     raise MediaError("the image has no pixels", code="image_empty")

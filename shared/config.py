@@ -30,6 +30,9 @@ class Settings:
     database_url: str
     broker_url: str
     storage_dir: Path
+    storage_url: str
+    storage_cache_dir: Path
+    storage_cache_mb: float
     weights_path: Path
     max_upload_mb: float
     max_batch_files: int
@@ -77,6 +80,13 @@ class Settings:
             database_url=_env("RRR_DATABASE_URL", f"sqlite:///{var_dir / 'rrr.db'}"),
             broker_url=_env("RRR_BROKER_URL", "filesystem://"),
             storage_dir=Path(_env("RRR_STORAGE_DIR", str(var_dir / "uploads"))).absolute(),
+            # s3://bucket/prefix: an object store instead of RRR_STORAGE_DIR (shared/s3storage.py)
+            storage_url=_env("RRR_STORAGE_URL", ""),
+            # with an object store: this host's copies of videos, shared by its worker processes
+            storage_cache_dir=Path(
+                _env("RRR_STORAGE_CACHE_DIR", str(var_dir / "cache"))
+            ).absolute(),
+            storage_cache_mb=float(_env("RRR_STORAGE_CACHE_MB", "4096")),
             weights_path=Path(_env("RRR_WEIGHTS_PATH", str(DEFAULT_WEIGHTS))).absolute(),
             max_upload_mb=float(_env("RRR_MAX_UPLOAD_MB", "500")),
             max_batch_files=int(_env("RRR_MAX_BATCH_FILES", "100")),

@@ -18,6 +18,8 @@ for name in (
     "RRR_DATABASE_URL",
     "RRR_BROKER_URL",
     "RRR_STORAGE_DIR",
+    "RRR_STORAGE_URL",
+    "RRR_STORAGE_CACHE_DIR",
     "RRR_THRESHOLD",
     "RRR_UNSURE_MARGIN",
 ):
@@ -34,6 +36,16 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 @pytest.fixture(scope="session")
 def var_dir() -> Path:
     return _VAR
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server as its own process on 127.0.0.1, for the whole session."""
+    from tests.support.s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -32,11 +32,11 @@ def run_image(
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
-    with storage.local_path(inputs[0]["key"]) as path:
+    with storage.source(inputs[0]["key"]) as source:
         if not _progress(job_id, attempt)(0, 1):
             raise Canceled()
         result, heatmap = analyzer.analyze_image(
-            path, explain=settings.heatmaps, mime=inputs[0].get("media_type")
+            source, explain=settings.heatmaps, mime=inputs[0].get("media_type")
         )
     if heatmap is not None:
         storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
@@ -50,7 +50,7 @@ def run_batch(
     """Several images; a file refused at upload or undecodable fails only its own item."""
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
-    with _local_paths(inputs) as paths:
+    with _sources(inputs) as sources:
         items = [
             (
                 item["filename"],
@@ -59,7 +59,7 @@ def run_batch(
                 if item.get("error")
                 else None,
             )
-            for item, path in zip(inputs, paths, strict=True)
+            for item, path in zip(inputs, sources, strict=True)
         ]
         mimes = [item.get("media_type") for item in inputs]
         result = analyzer.analyze_batch(items, _progress(job_id, attempt), mimes)
@@ -75,12 +75,13 @@ def _progress(job_id: str, attempt: int):
 
 
 @contextmanager
-def _local_paths(inputs: list[dict[str, Any]]) -> Iterator[list[Path | None]]:
-    """A local path for every stored input (None for items refused at upload)."""
+def _sources(inputs: list[dict[str, Any]]) -> Iterator[list[Path | bytes | None]]:
+    """What the decoder reads for every stored input (a path, or the bytes from an object
+    store; None for items refused at upload)."""
     storage = get_storage()
     with ExitStack() as stack:
         yield [
-            stack.enter_context(storage.local_path(item["key"])) if item.get("key") else None
+            stack.enter_context(storage.source(item["key"])) if item.get("key") else None
             for item in inputs
         ]
 

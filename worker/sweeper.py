@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from shared import jobs, segments
@@ -26,6 +27,10 @@ log = logging.getLogger("rrr.sweeper")
 
 
 ORPHAN_GRACE_S = 3600  # files of a job row never committed (API died mid-upload) wait this long
+# listing every stored job costs an object store one request per 1000 objects: orphans, rare and
+# harmless for a while, are looked for this often per worker, not at every sweep
+ORPHAN_SCAN_INTERVAL_S = 600
+_last_orphan_scan = [float("-inf")]
 
 
 def sweep_once() -> list[str]:
@@ -73,9 +78,12 @@ def purge_expired() -> list[str]:
     cutoff = utcnow() - timedelta(hours=settings.retention_hours)
     with session_scope() as session:
         purged = jobs.purge_finished(session, cutoff)
-    stored = storage.job_ids(older_than_s=ORPHAN_GRACE_S)
-    with session_scope() as session:
-        orphans = set(stored) - jobs.existing_ids(session, stored)
+    orphans: set[str] = set()
+    if time.monotonic() - _last_orphan_scan[0] >= ORPHAN_SCAN_INTERVAL_S:
+        _last_orphan_scan[0] = time.monotonic()
+        stored = storage.job_ids(older_than_s=ORPHAN_GRACE_S)
+        with session_scope() as session:
+            orphans = set(stored) - jobs.existing_ids(session, stored)
     for job_id in [*purged, *orphans]:
         storage.delete_job(job_id)
     if purged or orphans:

@@ -25,6 +25,7 @@ from shared.errors import DetectionError
 from shared.logs import configure_logging, current_job
 from shared.models import JobKind, JobStatus, Segment, SegmentStatus
 from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, VIDEO_QUEUE, celery_app, queue_for
+from shared.storage import StorageUnavailable
 from worker import images, videos
 from worker.sweeper import start_sweeper
 
@@ -47,7 +48,8 @@ def _on_worker_ready(**_: Any) -> None:
 
 
 RETRY = {
-    "autoretry_for": (OperationalError,),  # the database was unreachable: try again later
+    # the database or the object store was unreachable: try again later
+    "autoretry_for": (OperationalError, StorageUnavailable),
     "retry_backoff": True,
     "retry_backoff_max": 60,
     "max_retries": 10,
@@ -80,7 +82,7 @@ def process_segment(job_id: str, index: int, attempt: int) -> None:
 @contextmanager
 def recorded_outcome(job_id: str, attempt: int) -> Iterator[None]:
     """Turn what the work raised into the job's outcome: media problems fail the job with their
-    code, unexpected errors with ``internal_error``; database trouble propagates so that
+    code, unexpected errors with ``internal_error``; database or storage trouble propagates so that
     Celery retries the task; a job that stopped being ours is left as it is."""
     try:
         yield
@@ -89,7 +91,7 @@ def recorded_outcome(job_id: str, attempt: int) -> Iterator[None]:
     except DetectionError as exc:
         _fail(job_id, attempt, exc.code, exc.message)
         log.info("job %s: failed: %s", job_id, exc.code)
-    except OperationalError:
+    except (OperationalError, StorageUnavailable):
         raise
     except Exception:
         log.exception("job %s: internal error", job_id)
