@@ -203,6 +203,8 @@ export async function renderVideo(job, body) {
     root.querySelectorAll(".point.selected").forEach((p) => p.classList.remove("selected"));
     const point = root.querySelector(`.point[data-frame="${i}"]`);
     if (point) point.classList.add("selected");
+    body.querySelectorAll(".filmstrip button").forEach((b) =>
+      b.setAttribute("aria-pressed", String(b.dataset.frame === String(i))));
     frameDetail(job, frames[i], panel);
   };
   const select = (target) => {
