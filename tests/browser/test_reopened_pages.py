@@ -142,3 +142,68 @@ def test_video_job_by_url_shows_its_frames(page, finished, artifacts):
     loaded(driver, ".frame-detail img.frame-image")
     save_shot(driver, artifacts, "reopened-video", driver.find_element(By.ID, "result"))
     assert console_errors(driver) == []
+
+
+def test_history_pages_filters_and_says_how_videos_were_sampled(page, finished, video_paths):
+    """Last in the module: it adds jobs of its own."""
+    import io
+
+    import requests
+    from PIL import Image
+    from selenium.webdriver.support.ui import Select
+
+    clip = next(p for p in video_paths if p.name == VIDEO)
+    fast = page.api.submit([clip], sample_fps="0.5", sampling="keyframes").json()
+    sky = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(sky, "PNG")
+    for n in range(20):  # more than one page of history (20 rows)
+        files = {"file": (f"sky{n}.png", sky.getvalue(), "image/png")}
+        response = requests.post(f"{page.api.base}/v1/jobs", files=files, timeout=30)
+        assert response.status_code == 202, response.text
+    fast = page.api.wait_job(fast["id"])
+    listed = page.api.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
+    assert len(listed) > 20
+
+    driver = page.driver
+    page.open("/")
+    rows = "#history > li"
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 20, 20)
+    more = driver.find_element(By.ID, "history-more")
+    assert more.is_displayed()
+    more.click()
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == len(listed), 20)
+    shown = [li.get_attribute("data-job") for li in driver.find_elements(By.CSS_SELECTOR, rows)]
+    assert shown == [job["id"] for job in listed]  # newest first, no gap, no repeat
+    assert not more.is_displayed()
+
+    Select(driver.find_element(By.ID, "filter-kind")).select_by_value("video")
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 2, 20)
+    sampling = {
+        li.get_attribute("data-job"): li.find_element(By.CLASS_NAME, "sampling").text
+        for li in driver.find_elements(By.CSS_SELECTOR, rows)
+    }
+    assert sampling == {
+        fast["id"]: "keyframes, 0.5 per second",
+        finished["video"]["id"]: "exact frames, 1 per second",
+    }
+    Select(driver.find_element(By.ID, "filter-kind")).select_by_value("batch")
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("failed")
+    wait(driver, lambda d: page.text("history-empty") == "No jobs match these filters.", 20)
+    assert driver.find_elements(By.CSS_SELECTOR, rows) == []
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("succeeded")
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 1, 20)
+    assert (
+        driver.find_element(By.CSS_SELECTOR, rows).get_attribute("data-job")
+        == (finished["batch"]["id"])
+    )
+
+    # a reopened video job shows the settings it was analysed with
+    page.open(f"/jobs/{fast['id']}")
+    page.wait_finished()
+    assert js(driver, "return document.getElementById('sampling').value") == "keyframes"
+    assert float(js(driver, "return document.getElementById('sample-fps').value")) == 0.5
+    page.open(f"/jobs/{finished['video']['id']}")
+    page.wait_finished()
+    assert js(driver, "return document.getElementById('sampling').value") == "exact"
+    assert float(js(driver, "return document.getElementById('sample-fps').value")) == 1.0
+    assert console_errors(driver) == []
