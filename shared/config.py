@@ -75,7 +75,7 @@ class Settings:
         return cls(
             var_dir=var_dir,
             database_url=_env("RRR_DATABASE_URL", f"sqlite:///{var_dir / 'rrr.db'}"),
-            broker_url=_env("RRR_BROKER_URL", "filesystem://"),
+            broker_url=_env("RRR_BROKER_URL", "filesystem://localhost/"),
             storage_dir=Path(_env("RRR_STORAGE_DIR", str(var_dir / "uploads"))).absolute(),
             weights_path=Path(_env("RRR_WEIGHTS_PATH", str(DEFAULT_WEIGHTS))).absolute(),
             max_upload_mb=float(_env("RRR_MAX_UPLOAD_MB", "500")),
