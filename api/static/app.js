@@ -2,7 +2,7 @@
 // the history list and the settings field. Result views live in render.js and timeline.js.
 "use strict";
 
-import { api, ApiError, getApiKey, sentence, setApiKey, uploadJob } from "./api.js";
+import { api, ApiError, getApiKey, pictureUrl, sentence, setApiKey, uploadJob } from "./api.js";
 import { el, pct, provenancePanel, renderBatch, renderImage, verdictText } from "./render.js";
 import { renderVideo } from "./timeline.js";
 import { duration, plural } from "./words.js";
@@ -123,6 +123,7 @@ async function openJob(jobId) {
   current = mine;
   $("result").hidden = true;
   $("cancel").hidden = true;
+  hideLatestFrame();
   setStatus("Loading the job…");
   let failures = 0;
   let settingsShown = false;
@@ -147,6 +148,7 @@ async function openJob(jobId) {
     if (current !== mine) return; // the user moved on to another job
     if (!settingsShown) settingsShown = showSettings(job);
     if (!ACTIVE.includes(job.status)) {
+      hideLatestFrame();
       $("cancel").hidden = true;
       current = null;
       finish(job);
@@ -154,6 +156,7 @@ async function openJob(jobId) {
     }
     setStatus(progressText(job), job.progress.done, job.progress.total);
     $("cancel").hidden = false;
+    showLatestFrame(job, mine);
     // Quick answers for short jobs, fewer requests for long videos.
     await sleep(Math.min(POLL_MS + polls * 25, 2500));
     if (current !== mine) return;
@@ -166,6 +169,40 @@ function showSettings(job) {
   if (typeof job.params.sample_fps === "number") $("sample-fps").value = String(job.params.sample_fps);
   $("sampling").value = job.params.sampling === "keyframes" ? "keyframes" : "exact";
   return true;
+}
+
+// While a video runs: the latest frame analysed, with its boxes, from the pictures the worker
+// keeps (the frames' rows are in sample order, so the last row is the latest frame).
+async function showLatestFrame(job, mine) {
+  const live = $("live-frame");
+  if (job.kind !== "video" || job.status !== "running" || !job.progress.done) return;
+  let frame;
+  try {
+    const page = await api(`/v1/jobs/${job.id}/frames?offset=${job.progress.done - 1}&limit=1`);
+    frame = page.frames[0];
+  } catch {
+    return; // a preview only: the next poll tries again
+  }
+  if (!frame || current !== mine || live.dataset.frame === `${job.id}/${frame.index}`) return;
+  live.dataset.frame = `${job.id}/${frame.index}`;
+  try {
+    const url = await pictureUrl(`/v1/jobs/${job.id}/frames/${frame.index}/image`, { waitMs: 0 });
+    if (current !== mine) return;
+    const img = live.querySelector("img");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = url;
+  } catch {
+    return;
+  }
+  const score = frame.probability_fake === null ? "no face" : `${pct(frame.probability_fake)} manipulation score`;
+  live.querySelector("figcaption").textContent = `Latest frame analysed: ${frame.timestamp_s.toFixed(1)} s into the video, ${score}`;
+  live.hidden = false;
+}
+
+function hideLatestFrame() {
+  const live = $("live-frame");
+  live.hidden = true;
+  delete live.dataset.frame;
 }
 
 async function finish(job) {

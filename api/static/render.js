@@ -145,7 +145,9 @@ export function renderImage(job, localFile, body) {
     figure.hidden = true;
   }
 
-  if (r.heatmap && (localFile || r.thumbnail)) {
+  // offered when the result says a heatmap exists or the API links one (computed on demand)
+  const heatmap = r.heatmap || Boolean(job.links && job.links.heatmap);
+  if (heatmap && (localFile || r.thumbnail)) {
     const toggle = el("input", { type: "checkbox", id: "heatmap-toggle" });
     const label = el("label", { for: "heatmap-toggle", class: "toggle" }, toggle,
       " Show the Grad-CAM heatmap (where the model looked)");

@@ -145,7 +145,7 @@ def test_video_job_by_url_shows_its_frames(page, finished, artifacts):
 
 
 def test_history_pages_filters_and_says_how_videos_were_sampled(page, finished, video_paths):
-    """Last in the module: it adds jobs of its own."""
+    """After the reopened pages: it adds jobs of its own."""
     import io
 
     import requests
@@ -206,4 +206,22 @@ def test_history_pages_filters_and_says_how_videos_were_sampled(page, finished, 
     page.wait_finished()
     assert js(driver, "return document.getElementById('sampling').value") == "exact"
     assert float(js(driver, "return document.getElementById('sample-fps').value")) == 1.0
+    assert console_errors(driver) == []
+
+
+def test_a_running_video_shows_its_latest_frame(page, video_paths):
+    clip = next(p for p in video_paths if p.name == VIDEO)
+    page.open("/")
+    driver = page.driver
+    driver.find_element(By.ID, "sample-fps").clear()
+    driver.find_element(By.ID, "sample-fps").send_keys("10")  # 100 frames: long enough to watch
+    page.upload(clip)
+    job_id = page.job_id()
+    loaded(driver, "#live-frame img", 90)
+    assert driver.find_element(By.ID, "live-frame").is_displayed()
+    assert "Latest frame analysed" in page.text("live-frame")
+    assert page.job(job_id)["status"] == "running"
+    driver.find_element(By.ID, "cancel").click()
+    assert page.wait_finished(timeout=60) == "Canceled."
+    assert not driver.find_element(By.ID, "live-frame").is_displayed()
     assert console_errors(driver) == []
