@@ -126,3 +126,20 @@ def test_a_canceled_job_keeps_no_pictures(client, face_crops):
     run_job_here(job_id)  # a late task message finds the job canceled and keeps nothing
     assert not (settings.storage_dir / job_id).exists()
     _error(client.get(f"/v1/jobs/{job_id}/thumbnails/0"), 404, "no_image")
+
+
+def test_kept_pictures_are_visible_only_to_the_jobs_key(client, face_crops, override_settings):
+    override_settings(RRR_API_KEYS="key-alpha-0123456789,key-bravo-9876543210")
+    alpha, bravo = {"X-API-Key": "key-alpha-0123456789"}, {"X-API-Key": "key-bravo-9876543210"}
+    response = client.post(
+        "/v1/jobs",
+        headers=alpha,
+        data={"file": (io.BytesIO(face_crops["real"][0].read_bytes()), "f.jpg")},
+        content_type="multipart/form-data",
+    )
+    job_id = response.get_json()["id"]
+    run_job_here(job_id)
+    path = f"/v1/jobs/{job_id}/thumbnails/0"
+    _jpeg(client.get(path, headers=alpha), thumbnails.IMAGE_SIDE)
+    _error(client.get(path, headers=bravo), 404, "job_not_found")
+    assert client.get(path).status_code == 401
