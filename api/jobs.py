@@ -19,7 +19,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
 from shared.models import JobKind, JobStatus
-from shared.storage import get_storage, heatmap_key
+from shared.storage import frame_key, get_storage, heatmap_key, thumbnail_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
@@ -126,3 +126,48 @@ def heatmap(job_id: str):
             code="no_heatmap",
         ) from None
     return Response(png, mimetype="image/png")
+
+
+@bp.get("/jobs/<job_id>/thumbnails/<int:index>")
+def thumbnail(job_id: str, index: int):
+    """A small JPEG of an image job's picture (index 0) or of a batch item, kept by the worker
+    so that the job's page shows its images when reopened or shared."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id, current_owner())
+    if job.kind == JobKind.VIDEO:
+        raise NotFound(
+            "thumbnails exist for image and batch jobs; a video's frames are at "
+            "/frames/<index>/image",
+            code="not_an_image_job",
+        )
+    return _kept_jpeg(
+        thumbnail_key(job_id, index),
+        "no thumbnail for this item: it could not be decoded, the job has not reached it yet, "
+        "or the job was purged",
+    )
+
+
+@bp.get("/jobs/<job_id>/frames/<int:index>/image")
+def frame_image(job_id: str, index: int):
+    """A small JPEG of a sampled video frame (by its ``index`` in /frames) with its face boxes
+    drawn in the colour of their verdict."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id, current_owner())
+    if job.kind != JobKind.VIDEO:
+        raise NotFound("frames exist only for video jobs", code="not_a_video_job")
+    return _kept_jpeg(
+        frame_key(job_id, index),
+        "no image for this frame: it was not sampled, the job has not reached it yet, or the "
+        "job was purged",
+    )
+
+
+def _kept_jpeg(key: str, missing: str) -> Response:
+    try:
+        data = get_storage().read_bytes(key)
+    except FileNotFoundError:
+        raise NotFound(missing, code="no_image") from None
+    response = Response(data, mimetype="image/jpeg")
+    # a kept picture never changes; it only disappears with its job
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -26,6 +26,8 @@ _ERRORS = {
     ]
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_INDEX = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}
+_KEPT = "a small JPEG was kept for this image (/v1/jobs/{id}/thumbnails/{index})"
 _UPLOAD = {
     "required": True,
     "content": {
@@ -251,6 +253,30 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/v1/jobs/{job_id}/thumbnails/{index}": {
+            "parameters": [_JOB_ID, _INDEX],
+            "get": {
+                "summary": "Image and batch jobs: a small JPEG of the image (index 0) or of "
+                "batch item `index`, kept for the job's page (longest side 640 px, 320 px for "
+                "batch items); purged with the job",
+                "responses": {
+                    "200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                    "404": _ERRORS["404"],
+                },
+            },
+        },
+        "/v1/jobs/{job_id}/frames/{index}/image": {
+            "parameters": [_JOB_ID, _INDEX],
+            "get": {
+                "summary": "Video jobs: a small JPEG (longest side 480 px) of sampled frame "
+                "`index` (as in /frames) with its face boxes drawn in their verdict's colour "
+                "and numbered; purged with the job",
+                "responses": {
+                    "200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                    "404": _ERRORS["404"],
+                },
+            },
+        },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {
@@ -340,6 +366,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "decode, detect, infer, provenance, total, explain",
                     },
                     "heatmap": {"type": "boolean"},
+                    "thumbnail": {"type": "boolean", "description": _KEPT},
                     "provenance": _ref("Provenance"),
                 },
             },
@@ -352,6 +379,7 @@ OPENAPI: dict[str, Any] = {
                     **_VERDICT,
                     "faces": {"type": "array", "items": _ref("Face")},
                     "error": {"type": "object", "nullable": True},
+                    "thumbnail": {"type": "boolean", "description": _KEPT},
                     "provenance": _ref("Provenance"),
                 },
             },
@@ -377,6 +405,11 @@ OPENAPI: dict[str, Any] = {
                     "sample_fps": {"type": "number"},
                     "sampling": {"type": "string", "enum": ["exact", "keyframes"]},
                     "suspicious_segments": {"type": "array", "items": {"type": "object"}},
+                    "frame_images": {
+                        "type": "boolean",
+                        "description": "a small JPEG of every sampled frame was kept "
+                        "(/v1/jobs/{id}/frames/{index}/image)",
+                    },
                     "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
                     "provenance": _ref("Provenance"),
                 },

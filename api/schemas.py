@@ -62,6 +62,8 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
         links["frames"] = f"/v1/jobs/{job.id}/frames"
     if job.kind == JobKind.IMAGE and (job.result or {}).get("heatmap"):
         links["heatmap"] = f"/v1/jobs/{job.id}/heatmap"
+    if job.kind == JobKind.IMAGE and (job.result or {}).get("thumbnail"):
+        links["thumbnail"] = f"/v1/jobs/{job.id}/thumbnails/0"
     return {
         "id": job.id,
         "kind": job.kind,

@@ -56,6 +56,10 @@ class Analyzer:
     # and benchmarks
     stage_seconds: Counter = field(default_factory=Counter)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    # observers the worker sets to keep small pictures for the job's page: every decoded image
+    # (by its path) and every scored video frame (sample index, pixels, faces)
+    on_image: Callable[[Path | bytes, np.ndarray], None] | None = None
+    on_frame: Callable[[int, np.ndarray, list[dict[str, Any]]], None] | None = None
 
     def verdict(self, probability_fake: float) -> str:
         if abs(probability_fake - self.threshold) < self.unsure_margin:
@@ -149,6 +153,8 @@ class Analyzer:
         t0 = time.perf_counter()
         rgb = decode_image(path, self.max_image_pixels)
         self.stage_seconds["decode"] += time.perf_counter() - t0
+        if self.on_image is not None:
+            self.on_image(path, rgb)
         return rgb
 
     def image_result(self, rgb: np.ndarray, faces: list[dict[str, Any]]) -> dict[str, Any]:
@@ -265,6 +271,8 @@ class Analyzer:
             if frame is None:
                 break
             (faces,) = self.faces_in([frame.rgb])
+            if self.on_frame is not None:
+                self.on_frame(frame.index, frame.rgb, faces)
             row = {
                 "index": frame.index,
                 "frame_number": frame.frame_number,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -45,7 +46,8 @@ def worker_command(queues: str, loglevel: str, name: str) -> list[str]:
     # solo pool: one task at a time in this very process, so the model loads exactly once and
     # no fork happens after torch started its threads. Scale with more worker processes.
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        # --quiet: no ASCII banner on stdout; the worker's own lines are log records
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "--quiet", "worker",
         "--pool=solo", f"--queues={queues}", f"--loglevel={loglevel}", f"--hostname={name}",
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
@@ -135,8 +137,8 @@ class _WorkerSupervisor(threading.Thread):
             # service is stopping is not restarted, nor reported as having died
             if self.stopping.wait(0.5):
                 break
-            click.echo(
-                f"rrr up: worker {self.node} exited with code {code}; restarting in 2 s", err=True
+            logging.getLogger("rrr.up").warning(
+                "rrr up: worker %s exited with code %s; restarting in 2 s", self.node, code
             )
             self.stopping.wait(2)
 
@@ -161,10 +163,16 @@ def up(host: str | None, port: int | None) -> None:
     """
     from api import create_app
     from api.server import serve
+    from shared.logs import configure_logging
     from shared.migrate import upgrade_database
 
+    # what rrr up does is logged like everything else on stderr: JSON lines unless
+    # RRR_LOG_FORMAT=text asks for plain ones
+    configure_logging()
+    up_log = logging.getLogger("rrr.up")
+
     def step(message: str) -> None:
-        click.echo(f"rrr up: {message}", err=True)
+        up_log.info("rrr up: %s", message)
 
     require_weights()
     step(f"model {settings.model_file} ({settings.engine} engine) checked")

@@ -78,7 +78,7 @@ class Settings:
         return cls(
             var_dir=var_dir,
             database_url=_env("RRR_DATABASE_URL", f"sqlite:///{var_dir / 'rrr.db'}"),
-            broker_url=_env("RRR_BROKER_URL", "filesystem://"),
+            broker_url=_env("RRR_BROKER_URL", "filesystem://localhost/"),
             storage_dir=Path(_env("RRR_STORAGE_DIR", str(var_dir / "uploads"))).absolute(),
             # s3://bucket/prefix: an object store instead of RRR_STORAGE_DIR (shared/s3storage.py)
             storage_url=_env("RRR_STORAGE_URL", ""),

@@ -39,4 +39,7 @@ def configure_logging(level: str | None = None) -> None:
         handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # warnings (a library's deprecation, Celery's superuser notice) become log records too,
+    # so that nothing but log lines reaches stderr
+    logging.captureWarnings(True)
     root.setLevel(level or os.environ.get("RRR_LOG_LEVEL", "INFO"))

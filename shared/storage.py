@@ -162,3 +162,13 @@ def get_storage() -> Storage:
 def heatmap_key(job_id: str) -> str:
     """Where an image job's Grad-CAM overlay is kept, beside its upload."""
     return f"{job_id}/heatmap.png"
+
+
+def thumbnail_key(job_id: str, index: int) -> str:
+    """A small JPEG of an image job's picture (index 0) or of batch item ``index``."""
+    return f"{job_id}/thumb_{int(index)}.jpg"
+
+
+def frame_key(job_id: str, index: int) -> str:
+    """A small JPEG of a video's sampled frame ``index``, with its face boxes."""
+    return f"{job_id}/frame_{int(index)}.jpg"

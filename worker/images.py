@@ -19,7 +19,8 @@ from shared.config import settings
 from shared.db import session_scope
 from shared.errors import MediaError
 from shared.models import JobKind
-from shared.storage import get_storage, heatmap_key
+from shared.storage import get_storage, heatmap_key, thumbnail_key
+from worker import thumbnails
 
 log = logging.getLogger("rrr.worker")
 
@@ -32,6 +33,10 @@ def run_image(
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
+    kept: list[bool] = []
+    analyzer.on_image = lambda _source, rgb: kept.append(
+        thumbnails.keep(storage, thumbnail_key(job_id, 0), thumbnails.image_thumbnail(rgb))
+    )
     with storage.source(inputs[0]["key"]) as source:
         if not _progress(job_id, attempt)(0, 1):
             raise Canceled()
@@ -41,6 +46,7 @@ def run_image(
     if heatmap is not None:
         storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
     result["heatmap"] = heatmap is not None
+    result["thumbnail"] = any(kept)
     _succeed(job_id, attempt, JobKind.IMAGE, result, started)
 
 
@@ -50,7 +56,19 @@ def run_batch(
     """Several images; a file refused at upload or undecodable fails only its own item."""
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
+    storage = get_storage()
+    kept: set[int] = set()
     with _sources(inputs) as sources:
+        # by identity: two items with the same bytes are still two items
+        index_of = {id(source): i for i, source in enumerate(sources) if source is not None}
+
+        def keep(source: Path | bytes, rgb) -> None:
+            index = index_of[id(source)]
+            small = thumbnails.image_thumbnail(rgb, thumbnails.ITEM_SIDE)
+            if thumbnails.keep(storage, thumbnail_key(job_id, index), small):
+                kept.add(index)
+
+        analyzer.on_image = keep
         items = [
             (
                 item["filename"],
@@ -63,6 +81,8 @@ def run_batch(
         ]
         mimes = [item.get("media_type") for item in inputs]
         result = analyzer.analyze_batch(items, _progress(job_id, attempt), mimes)
+    for item in result["items"]:
+        item["thumbnail"] = item["index"] in kept
     _succeed(job_id, attempt, JobKind.BATCH, result, started)
 
 

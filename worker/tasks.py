@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from celery.signals import setup_logging, worker_ready
+from celery.apps import worker as celery_worker
+from celery.signals import setup_logging, worker_ready, worker_shutting_down
 from sqlalchemy.exc import OperationalError
 
 from detection.analyzer import Canceled, get_analyzer
@@ -39,12 +40,42 @@ def _logging(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _on_worker_ready(**_: Any) -> None:
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    # Celery prints "worker: Warm shutdown (MainProcess)" straight to stdout on SIGTERM and
+    # SIGINT; the same handlers without that print, and a log line of our own instead
+    # (_on_shutting_down)
+    controller = getattr(sender, "controller", None)
+    if controller is not None:
+        celery_worker.install_worker_term_handler(controller, verbose=False)
+        # a second Ctrl-C still stops at once, as with Celery's own handler
+        celery_worker.install_worker_int_handler(
+            controller, verbose=False, callback=_second_interrupt_is_cold
+        )
     analyzer = get_analyzer()
     # one throw-away forward pass: the first one pays for memory allocation and kernel choice
     analyzer.detector.score([np.zeros((64, 64, 3), dtype=np.uint8)])
     log.info("model loaded from %s (engine %s)", settings.model_file, settings.engine)
     start_sweeper()
+
+
+def _second_interrupt_is_cold(controller: Any) -> None:
+    celery_worker.install_worker_term_hard_handler(controller, sig="SIGINT", verbose=False)
+
+
+_announced: set[str] = set()  # shutdowns already logged (Ctrl-C and SIGTERM may both come)
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(sender: Any = None, how: str = "Warm", **_: Any) -> None:
+    if how in _announced:
+        return
+    _announced.add(how)
+    if how == "Warm":
+        log.info("worker %s: stopping: finishing the current task first", sender)
+    else:
+        log.warning(
+            "worker %s: stopping now (%s shutdown): a running task is abandoned", sender, how
+        )
 
 
 RETRY = {

@@ -20,7 +20,8 @@ from shared.config import settings
 from shared.db import session_scope
 from shared.models import Job, utcnow
 from shared.queue import publish_segment
-from shared.storage import get_storage
+from shared.storage import frame_key, get_storage
+from worker import thumbnails
 
 log = logging.getLogger("rrr.worker")
 
@@ -94,6 +95,12 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
     info = VideoInfo(**probe)
     sample_fps, max_frames = _sampling(params)
     analyzer = get_analyzer(params.get("threshold"))
+    storage = get_storage()
+    # each sampled frame is kept as a small JPEG with its boxes before its row is written, so
+    # the page can show any frame it lists
+    analyzer.on_frame = lambda sample, rgb, faces: thumbnails.keep(
+        storage, frame_key(job_id, sample), thumbnails.frame_image(rgb, faces)
+    )
     started = time.perf_counter()
 
     pending: list[dict[str, Any]] = []
@@ -114,7 +121,7 @@ def run_segment(job_id: str, index: int, attempt: int) -> None:
             return True
         return write()
 
-    with get_storage().local_path(upload["key"]) as path:
+    with storage.local_path(upload["key"]) as path:
         analyzer.analyze_segment(
             path, info, sample_fps, max_frames, first, end, store, _mode(params)
         )
@@ -144,6 +151,7 @@ def _aggregate(
         wall = (utcnow() - job.started_at).total_seconds()
         result = analyzer.video_result(info, frames, sample_fps, _mode(params))
         result["segments"] = {"count": len(durations), "longest_s": round(max(durations), 3)}
+        result["frame_images"] = True  # /frames/<index>/image for every per-frame row
         result["timings_ms"] = {"total": round(wall * 1000, 1)}
         if job.provenance is not None:
             provenance = dict(job.provenance)

@@ -115,3 +115,38 @@ export function uploadJob(form, onProgress) {
   });
   return { done, abort: () => xhr.abort() };
 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A picture the service keeps (thumbnail, frame, heatmap) as an object URL for an <img>: fetched
+// here rather than by <img src> so that the X-API-Key header is sent. A 202 answer (a picture
+// computed on demand, not ready yet) is retried after its Retry-After, for up to `waitMs`.
+export async function pictureUrl(path, { waitMs = 60000 } = {}) {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    let res;
+    try {
+      res = await fetch(path, { headers: authHeaders() });
+    } catch {
+      throw NETWORK();
+    }
+    if (res.status === 202 && Date.now() < until) {
+      const after = Number(res.headers.get("Retry-After")) || 1;
+      await sleep(1000 * Math.min(Math.max(after, 0.5), 5));
+      continue;
+    }
+    if (res.status === 202) {
+      throw new ApiError(202, "not_ready", "The picture is still being prepared.", "Try again in a moment.");
+    }
+    if (!res.ok) {
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        /* no JSON body: the headline alone */
+      }
+      throw errorFrom(res.status, body);
+    }
+    return URL.createObjectURL(await res.blob());
+  }
+}

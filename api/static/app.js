@@ -2,7 +2,7 @@
 // the history list and the settings field. Result views live in render.js and timeline.js.
 "use strict";
 
-import { api, ApiError, getApiKey, sentence, setApiKey, uploadJob } from "./api.js";
+import { api, ApiError, getApiKey, pictureUrl, sentence, setApiKey, uploadJob } from "./api.js";
 import { el, pct, provenancePanel, renderBatch, renderImage, verdictText } from "./render.js";
 import { renderVideo } from "./timeline.js";
 import { duration, plural } from "./words.js";
@@ -123,8 +123,10 @@ async function openJob(jobId) {
   current = mine;
   $("result").hidden = true;
   $("cancel").hidden = true;
+  hideLatestFrame();
   setStatus("Loading the job…");
   let failures = 0;
+  let settingsShown = false;
   for (let polls = 0; ; polls += 1) {
     let job;
     try {
@@ -144,7 +146,9 @@ async function openJob(jobId) {
       return;
     }
     if (current !== mine) return; // the user moved on to another job
+    if (!settingsShown) settingsShown = showSettings(job);
     if (!ACTIVE.includes(job.status)) {
+      hideLatestFrame();
       $("cancel").hidden = true;
       current = null;
       finish(job);
@@ -152,10 +156,53 @@ async function openJob(jobId) {
     }
     setStatus(progressText(job), job.progress.done, job.progress.total);
     $("cancel").hidden = false;
+    showLatestFrame(job, mine);
     // Quick answers for short jobs, fewer requests for long videos.
     await sleep(Math.min(POLL_MS + polls * 25, 2500));
     if (current !== mine) return;
   }
+}
+
+// A video job's page shows the sampling it was analysed with, not whatever was chosen last.
+function showSettings(job) {
+  if (job.kind !== "video" || !job.params) return true;
+  if (typeof job.params.sample_fps === "number") $("sample-fps").value = String(job.params.sample_fps);
+  $("sampling").value = job.params.sampling === "keyframes" ? "keyframes" : "exact";
+  return true;
+}
+
+// While a video runs: the latest frame analysed, with its boxes, from the pictures the worker
+// keeps (the frames' rows are in sample order, so the last row is the latest frame).
+async function showLatestFrame(job, mine) {
+  const live = $("live-frame");
+  if (job.kind !== "video" || job.status !== "running" || !job.progress.done) return;
+  let frame;
+  try {
+    const page = await api(`/v1/jobs/${job.id}/frames?offset=${job.progress.done - 1}&limit=1`);
+    frame = page.frames[0];
+  } catch {
+    return; // a preview only: the next poll tries again
+  }
+  if (!frame || current !== mine || live.dataset.frame === `${job.id}/${frame.index}`) return;
+  live.dataset.frame = `${job.id}/${frame.index}`;
+  try {
+    const url = await pictureUrl(`/v1/jobs/${job.id}/frames/${frame.index}/image`, { waitMs: 0 });
+    if (current !== mine) return;
+    const img = live.querySelector("img");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = url;
+  } catch {
+    return;
+  }
+  const score = frame.probability_fake === null ? "no face" : `${pct(frame.probability_fake)} manipulation score`;
+  live.querySelector("figcaption").textContent = `Latest frame analysed: ${frame.timestamp_s.toFixed(1)} s into the video, ${score}`;
+  live.hidden = false;
+}
+
+function hideLatestFrame() {
+  const live = $("live-frame");
+  live.hidden = true;
+  delete live.dataset.frame;
 }
 
 async function finish(job) {
@@ -252,34 +299,73 @@ function historyLabel(job) {
   return { name, outcome };
 }
 
-async function refreshHistory() {
+const HISTORY_PAGE = 20;
+// The listing as shown: rows so far and the cursor of the next (older) page, for the filters
+// chosen. A refresh reloads as many rows as are shown, so paging on is not undone by it.
+const listing = { count: 0, cursor: null };
+
+// "exact frames, 1 per second" / "keyframes, 2 per second": how a video job was sampled.
+function samplingText(job) {
+  const p = job.params || {};
+  const mode = p.sampling === "keyframes" ? "keyframes" : "exact frames";
+  return typeof p.sample_fps === "number" ? `${mode}, ${p.sample_fps} per second` : mode;
+}
+
+function historyRow(job) {
+  const { name, outcome } = historyLabel(job);
+  const shown = job.id === shownJobId();
+  return el("li", { "data-job": job.id, "aria-current": shown ? "page" : null },
+    el("a", { href: `/jobs/${job.id}`, "data-job": job.id }, el("span", { class: "name", text: name })),
+    shown ? el("span", { class: "current", text: "(shown above)" }) : null,
+    el("span", { class: `kind ${job.kind}`, text: job.kind }),
+    job.kind === "video" ? el("span", { class: "sampling", text: samplingText(job) }) : null,
+    el("span", { class: `outcome ${job.status}`, text: outcome }),
+    el("time", { datetime: job.created_at, text: when(job.created_at) }));
+}
+
+function historyQuery(limit, cursor) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if ($("filter-status").value) query.set("status", $("filter-status").value);
+  if ($("filter-kind").value) query.set("kind", $("filter-kind").value);
+  if (cursor) query.set("cursor", cursor);
+  return `/v1/jobs?${query}`;
+}
+
+async function refreshHistory({ more = false } = {}) {
+  const limit = more ? HISTORY_PAGE : Math.min(100, Math.max(HISTORY_PAGE, listing.count));
   let page;
   try {
-    page = await api("/v1/jobs?limit=20");
+    page = await api(historyQuery(limit, more ? listing.cursor : null));
   } catch (err) {
     // The list is a convenience: its errors stay quiet, except a missing key, which the user
     // can fix right here.
     if (err instanceof ApiError && err.status === 401) {
       $("history").replaceChildren();
+      $("history-more").hidden = true;
       $("history-empty").textContent = "Enter your API key in Settings (at the top) to see your jobs.";
       $("history-empty").hidden = false;
       $("settings").open = true;
     }
     return;
   }
-  $("history-empty").textContent = "No jobs yet.";
-  $("history").replaceChildren(...page.jobs.map((job) => {
-    const { name, outcome } = historyLabel(job);
-    const shown = job.id === shownJobId();
-    return el("li", { "data-job": job.id, "aria-current": shown ? "page" : null },
-      el("a", { href: `/jobs/${job.id}`, "data-job": job.id }, el("span", { class: "name", text: name })),
-      shown ? el("span", { class: "current", text: "(shown above)" }) : null,
-      el("span", { class: `kind ${job.kind}`, text: job.kind }),
-      el("span", { class: "outcome", text: outcome }),
-      el("time", { datetime: job.created_at, text: when(job.created_at) }));
-  }));
-  $("history-empty").hidden = page.jobs.length > 0;
+  const rows = page.jobs.map(historyRow);
+  if (more) $("history").append(...rows);
+  else $("history").replaceChildren(...rows);
+  listing.count = $("history").children.length;
+  listing.cursor = page.next_cursor;
+  $("history-more").hidden = !page.next_cursor;
+  const filtered = $("filter-status").value || $("filter-kind").value;
+  $("history-empty").textContent = filtered ? "No jobs match these filters." : "No jobs yet.";
+  $("history-empty").hidden = listing.count > 0;
 }
+
+for (const id of ["filter-status", "filter-kind"]) {
+  $(id).addEventListener("change", () => {
+    listing.count = 0; // a new listing starts at its first page
+    refreshHistory();
+  });
+}
+$("history-more").addEventListener("click", () => refreshHistory({ more: true }));
 
 function shownJobId() {
   const match = location.pathname.match(/^\/jobs\/([^/]+)$/);

@@ -1,7 +1,7 @@
 // Result views for image and batch jobs, plus the small DOM and wording helpers the views share.
 "use strict";
 
-import { api } from "./api.js";
+import { pictureUrl } from "./api.js";
 
 // el("p", {class: "x", text: "hi"}, child, ...): small helper so no HTML strings are ever built
 // from API data (file names come from users).
@@ -94,9 +94,13 @@ function faceBoxes(faces, width, height, threshold) {
   });
 }
 
-async function heatmapUrl(jobId) {
-  // Through the API helper (not a bare <img src>) so an API key is sent when one is set.
-  return URL.createObjectURL(await api(`/v1/jobs/${jobId}/heatmap`, { as: "blob" }));
+function heatmapUrl(jobId) {
+  return pictureUrl(`/v1/jobs/${jobId}/heatmap`);
+}
+
+// The small copy of an image (index 0) or batch item the worker kept for reopened pages.
+export function thumbnailUrl(jobId, index) {
+  return pictureUrl(`/v1/jobs/${jobId}/thumbnails/${index}`);
 }
 
 export function renderImage(job, localFile, body) {
@@ -115,37 +119,50 @@ export function renderImage(job, localFile, body) {
   }, { once: true });
 
   if (localFile) {
-    // A format the browser cannot show (e.g. TIFF): fall back to the heatmap, which is a PNG.
+    // A format the browser cannot show (e.g. TIFF): fall back to the kept thumbnail.
     base.addEventListener("error", () => {
-      if (r.heatmap) heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {});
+      if (r.thumbnail) thumbnailUrl(job.id, 0).then((url) => { base.src = url; }).catch(() => {});
     }, { once: true });
     base.src = fileUrl(localFile);
     base.alt = `The uploaded image, ${localFile.name}, with each face outlined`;
     note.textContent = "Boxes: red = flagged as manipulated, green = looks real.";
+  } else if (r.thumbnail) {
+    // Reopened by URL or shared: the service keeps a small copy of the image it analysed.
+    thumbnailUrl(job.id, 0).then((url) => { base.src = url; }).catch((err) => {
+      note.textContent = `The image is not available: ${err.message}`;
+    });
+    base.alt = "The analysed image (a small copy kept by the service) with each face outlined";
+    note.textContent = "Boxes: red = flagged as manipulated, green = looks real. " +
+      "The service keeps a small copy of the image, not the upload.";
   } else if (r.heatmap) {
-    // Reopened by URL: the service does not serve the original, but the heatmap is the full image.
+    // Analysed before copies were kept: the heatmap version is the whole image.
     heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {
       note.textContent = "The image is not available.";
     });
     base.alt = "The analysed image with a Grad-CAM heatmap over each face";
-    note.textContent = "The service keeps only the heatmap version of the image (warm colours: where the model looked).";
+    note.textContent = "The service keeps only the heatmap version of this image (warm colours: where the model looked).";
   } else {
     figure.hidden = true;
   }
 
-  if (localFile && r.heatmap) {
+  // offered when the result says a heatmap exists or the API links one (computed on demand)
+  const heatmap = r.heatmap || Boolean(job.links && job.links.heatmap);
+  if (heatmap && (localFile || r.thumbnail)) {
     const toggle = el("input", { type: "checkbox", id: "heatmap-toggle" });
     const label = el("label", { for: "heatmap-toggle", class: "toggle" }, toggle,
       " Show the Grad-CAM heatmap (where the model looked)");
     figure.after(label);
     toggle.addEventListener("change", async () => {
       if (toggle.checked && !heat.src) {
+        label.classList.add("loading");
         try {
           heat.src = await heatmapUrl(job.id);
         } catch (err) {
           toggle.checked = false;
           note.textContent = `Heatmap unavailable: ${err.message}`;
           return;
+        } finally {
+          label.classList.remove("loading");
         }
       }
       heat.hidden = !toggle.checked;
@@ -169,10 +186,25 @@ const COUNTS = [
   ["failed", "failed", "failed"],
 ];
 
-function batchCard(item, file, threshold) {
-  const thumb = file
-    ? el("img", { class: "thumb", src: fileUrl(file), alt: "" })
-    : el("div", { class: "thumb filecard", "aria-hidden": "true", text: item.filename || `#${item.index + 1}` });
+// Thumbnails fetched for reopened batches, by "job/index", so re-sorting does not fetch again.
+const keptThumbs = new Map();
+
+function keptThumb(jobId, item) {
+  const img = el("img", { class: "thumb", alt: "", "data-kept": "" });
+  const key = `${jobId}/${item.index}`;
+  if (!keptThumbs.has(key)) keptThumbs.set(key, thumbnailUrl(jobId, item.index));
+  keptThumbs.get(key).then((url) => { img.src = url; }).catch(() => {
+    img.replaceWith(el("div", { class: "thumb filecard", "aria-hidden": "true",
+      text: item.filename || `#${item.index + 1}` }));
+  });
+  return img;
+}
+
+function batchCard(jobId, item, file, threshold) {
+  let thumb;
+  if (file) thumb = el("img", { class: "thumb", src: fileUrl(file), alt: "" });
+  else if (item.thumbnail) thumb = keptThumb(jobId, item);
+  else thumb = el("div", { class: "thumb filecard", "aria-hidden": "true", text: item.filename || `#${item.index + 1}` });
   let verdict;
   if (item.error) {
     verdict = el("p", { class: "badge failed", text: `Failed: ${item.error.message}` });
@@ -212,7 +244,7 @@ export function renderBatch(job, localFiles, body) {
         return sign * (ka - kb);
       });
     }
-    grid.replaceChildren(...items.map((item) => batchCard(item, localFiles && localFiles[item.index], r.threshold)));
+    grid.replaceChildren(...items.map((item) => batchCard(job.id, item, localFiles && localFiles[item.index], r.threshold)));
   };
   sort.addEventListener("change", draw);
   draw();

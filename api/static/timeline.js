@@ -2,7 +2,7 @@
 // charting library, with the threshold line, suspicious segments shaded, and a per-frame view.
 "use strict";
 
-import { api } from "./api.js";
+import { api, pictureUrl } from "./api.js";
 import { el, faceSentence, pct } from "./render.js";
 import { plural } from "./words.js";
 
@@ -113,9 +113,22 @@ function chart(result, frames, W) {
   return root;
 }
 
-// The selected frame: its faces drawn as boxes on a frame-shaped outline, and as text.
-function frameDetail(result, frame, panel) {
-  const faces = frame.faces || [];
+// Frame pictures the worker kept (a small JPEG with the boxes drawn in), fetched once each.
+const framePictures = new Map();
+
+function framePicture(jobId, frame, cls) {
+  const img = el("img", { class: cls, alt: `Frame at ${clock(frame.timestamp_s)}` +
+    (frame.faces && frame.faces.length ? ", faces outlined and numbered" : "") });
+  const key = `${jobId}/${frame.index}`;
+  if (!framePictures.has(key)) framePictures.set(key, pictureUrl(`/v1/jobs/${jobId}/frames/${frame.index}/image`));
+  framePictures.get(key).then((url) => { img.src = url; }).catch(() => {
+    img.replaceWith(el("p", { class: "hint", text: "This frame's picture is not available." }));
+  });
+  return img;
+}
+
+// Faces drawn as boxes on a frame-shaped outline: for jobs analysed before frames were kept.
+function frameOutline(result, faces) {
   const w = result.width || 16, h = result.height || 9;
   const pic = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "frame-boxes", role: "img",
     "aria-label": `Positions of ${plural(faces.length, "face")} in the frame` });
@@ -127,13 +140,39 @@ function frameDetail(result, frame, panel) {
     svg("text", { class: "face-text", x: fx, y: Math.max(fy - w / 100, w / 25), "font-size": w / 25 },
       `${i + 1}: ${pct(f.probability_fake, result.threshold)}`));
   });
+  return pic;
+}
+
+// The selected frame: its picture with the faces outlined, and its faces as text.
+function frameDetail(job, frame, panel) {
+  const result = job.result;
+  const faces = frame.faces || [];
   const title = `Frame at ${clock(frame.timestamp_s)} (frame ${frame.frame_number ?? frame.index})`;
   const words = el("div", {}, el("h4", { text: title }),
     faces.length
       ? el("ul", { class: "faces" }, ...faces.map((f, i) =>
         el("li", { class: f.prediction, text: faceSentence(f, i, result.threshold) })))
       : el("p", { text: "No face found in this frame." }));
-  panel.replaceChildren(words, pic);
+  const picture = result.frame_images ? framePicture(job.id, frame, "frame-image") : frameOutline(result, faces);
+  panel.replaceChildren(words, picture);
+}
+
+// Up to `count` frames spread evenly over the video, as a strip of small pictures.
+function filmstrip(job, frames, count, onPick) {
+  const step = Math.max(1, frames.length / count);
+  const picks = [];
+  for (let k = 0; k < frames.length && picks.length < count; k += step) picks.push(Math.floor(k));
+  const strip = el("ol", { class: "filmstrip", "aria-label": "Frames across the video" });
+  for (const i of picks) {
+    const f = frames[i];
+    const score = f.probability_fake === null ? "no face" : pct(f.probability_fake, job.result.threshold);
+    const button = el("button", { type: "button", "data-frame": i,
+      class: f.probability_fake === null ? "none" : frameClass(f.probability_fake, job.result) },
+    framePicture(job.id, f, "film"), el("span", { text: `${clock(f.timestamp_s)} · ${score}` }));
+    button.addEventListener("click", () => onPick(i));
+    strip.append(el("li", {}, button));
+  }
+  return strip;
 }
 
 export async function renderVideo(job, body) {
@@ -151,7 +190,7 @@ export async function renderVideo(job, body) {
     : "No stretch of frames scored at or above the threshold.";
   const holder = el("div", { class: "chart", "aria-busy": "true" }, el("p", { class: "hint", text: "Loading frames…" }));
   const panel = el("div", { class: "frame-detail", "aria-live": "polite" },
-    el("p", { class: "hint", text: "Select a point on the timeline to see that frame's faces." }));
+    el("p", { class: "hint", text: "Select a point on the timeline to see that frame and its faces." }));
   body.append(el("p", { class: "facts", text: facts }), el("p", { class: "rule", text: rule }),
     el("h3", { text: "Timeline" }), el("p", { class: "hint", text: segments }), holder, panel);
 
@@ -160,13 +199,28 @@ export async function renderVideo(job, body) {
   holder.replaceChildren(root);
   holder.removeAttribute("aria-busy");
 
+  const pick = (i) => {
+    root.querySelectorAll(".point.selected").forEach((p) => p.classList.remove("selected"));
+    const point = root.querySelector(`.point[data-frame="${i}"]`);
+    if (point) point.classList.add("selected");
+    body.querySelectorAll(".filmstrip button").forEach((b) =>
+      b.setAttribute("aria-pressed", String(b.dataset.frame === String(i))));
+    frameDetail(job, frames[i], panel);
+  };
   const select = (target) => {
     const i = target && target.getAttribute && target.getAttribute("data-frame");
-    if (i === null || i === undefined) return;
-    root.querySelectorAll(".point.selected").forEach((p) => p.classList.remove("selected"));
-    target.classList.add("selected");
-    frameDetail(r, frames[Number(i)], panel);
+    if (i !== null && i !== undefined) pick(Number(i));
   };
+  if (r.frame_images && frames.length) holder.after(filmstrip(job, frames, 8, pick));
+  // Open on the most suspicious frame with a face (the first frame when none has one), so the
+  // panel shows a picture at once, also on a reopened or shared page.
+  if (frames.length) {
+    let top = -1;
+    frames.forEach((f, i) => {
+      if (f.probability_fake !== null && (top < 0 || f.probability_fake > frames[top].probability_fake)) top = i;
+    });
+    pick(Math.max(top, 0));
+  }
   root.addEventListener("click", (e) => select(e.target.closest("[data-frame]")));
   root.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") {

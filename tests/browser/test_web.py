@@ -97,7 +97,7 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
         assert heat_size == [result["width"], result["height"]]
     save_shot(driver, artifacts, "image-heatmap", driver.find_element(By.ID, "result"))
 
-    # Reopened by URL the original is gone: the heatmap version is shown, with the same boxes.
+    # Reopened by URL the upload is not served back: the kept copy is shown, with the same boxes.
     page.open(f"/jobs/{job_id}")
     page.wait_finished()
     wait(
@@ -148,7 +148,17 @@ def test_video_timeline(page, video_paths, artifacts, created):
     points[index].click()
     detail = driver.find_element(By.CSS_SELECTOR, ".frame-detail")
     wait(driver, lambda d: "Face 1" in detail.text, 10)
-    assert len(detail.find_elements(By.CSS_SELECTOR, "rect.face")) == len(frames[index]["faces"])
+    assert len(detail.find_elements(By.CSS_SELECTOR, ".faces li")) == len(frames[index]["faces"])
+    wait(
+        driver,
+        lambda d: js(
+            d,
+            "const i = document.querySelector('.frame-detail img.frame-image');"
+            "return !!i && i.complete && i.naturalWidth > 0",
+        ),
+        30,
+        "the frame's picture did not load",
+    )
     assert shows(detail.text, frames[index]["faces"][0]["probability_fake"], " manipulation score")
     save_shot(driver, artifacts, "video-timeline", driver.find_element(By.ID, "result"), docs=True)
 

@@ -49,12 +49,17 @@ def _check_image_batch_video(api: Client, face_crops, video) -> None:
     heatmap = api.get(job["links"]["heatmap"])
     assert heatmap.status_code == 200 and heatmap.headers["Content-Type"] == "image/png"
     assert heatmap.content.startswith(b"\x89PNG")
+    _check_kept_jpeg(api, job["links"]["thumbnail"])
 
     job = api.wait_job(batch.json()["id"])
     assert job["status"] == "succeeded", job
     summary = job["result"]["summary"]
     assert summary["total"] == 5 and summary["processed"] + summary["failed"] == 5
     assert [item["index"] for item in job["result"]["items"]] == list(range(5))
+    for item in job["result"]["items"]:  # the page's thumbnails, kept by the worker
+        assert item["thumbnail"] is ("error" not in item)
+        if item["thumbnail"]:
+            _check_kept_jpeg(api, f"/v1/jobs/{job['id']}/thumbnails/{item['index']}")
 
     job = api.wait_job(clip.json()["id"])
     assert job["status"] == "succeeded", job
@@ -64,6 +69,17 @@ def _check_image_batch_video(api: Client, face_crops, video) -> None:
     page = api.get(f"/v1/jobs/{job['id']}/frames", params={"limit": 4}).json()
     assert page["total"] == 10 and len(page["frames"]) == 4 and page["next_offset"] == 4
     assert page["frames"][1]["timestamp_s"] == pytest.approx(1.0, abs=0.05)
+    assert result["frame_images"] is True
+    everything = api.get(f"/v1/jobs/{job['id']}/frames", params={"limit": 1000}).json()
+    for frame in everything["frames"]:  # every sampled frame, with its boxes drawn in
+        _check_kept_jpeg(api, f"/v1/jobs/{job['id']}/frames/{frame['index']}/image")
+
+
+def _check_kept_jpeg(api: Client, path: str) -> None:
+    response = api.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert response.content.startswith(b"\xff\xd8") and len(response.content) <= 160_000
 
 
 def test_production_configuration_redis_postgres(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -179,6 +180,70 @@ def test_up_stops_on_ctrl_c_without_restarting_its_workers(tmp_path):
     output = log.read_text()
     assert "rrr up: stopping" in output and "rrr up: stopped" in output, output
     assert "restarting" not in output and "Aborted" not in output, output
+    # stdout and stderr together: the address line, then JSON lines only (as root, Celery's
+    # superuser warning among them, as one record)
+    lines = [line for line in output.splitlines() if line.strip()]
+    address = [line for line in lines if line.startswith("Real Recognize Real on http://")]
+    assert len(address) == 1, output
+    for line in lines:
+        if line not in address:
+            json.loads(line)
+
+
+def test_up_logs_json_lines_that_name_its_workers_and_say_they_stop(tmp_path, face_crops):
+    """JSON asked for: nothing but JSON lines on stderr (no Celery banner, no kombu hostname
+    warning, no superuser warning when root is chosen with C_FORCE_ROOT), the workers named
+    with the host filled in, and each saying that it stops."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from tests.support.service import Client, free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "RRR_VAR_DIR": str(tmp_path / "var"),
+        "RRR_LOG_FORMAT": "json",
+        "C_FORCE_ROOT": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "rrr", "up", "--port", str(port)],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        client = Client(f"http://127.0.0.1:{port}")
+        client.wait_ready(timeout=120)
+        deadline = time.monotonic() + 120
+        while err.read_text().count(" ready.") < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        job = client.submit([face_crops["real"][0]]).json()
+        assert client.wait_job(job["id"], timeout=120)["status"] == "succeeded"
+        os.killpg(up.pid, signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+    printed = [line for line in out.read_text().splitlines() if line.strip()]
+    assert printed == [f"Real Recognize Real on http://127.0.0.1:{port}/  (Ctrl-C stops)"]
+    records = [json.loads(line) for line in err.read_text().splitlines() if line.strip()]
+    messages = [record["message"] for record in records]
+    text = "\n".join(messages)
+    assert "%h" not in text and "No hostname was supplied" not in text
+    assert "superuser" not in text
+    host = socket.gethostname()
+    for node in (f"images@{host}", f"videos@{host}"):
+        assert f"{node} ready." in messages
+        assert f"worker {node}: stopping: finishing the current task first" in messages
+    assert any(m.endswith(": succeeded") and job["id"] in m for m in messages)
+    assert messages[-1] == "rrr up: stopped"
 
 
 def test_submit_ends_in_one_verdict_line_per_file():
