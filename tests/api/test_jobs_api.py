@@ -223,6 +223,52 @@ def test_idempotency_key(client, face_crops):
     _error(post(face_crops["real"][3].read_bytes()), 409, "idempotency_conflict")
 
 
+def test_idempotency_fingerprints_the_whole_request(client, face_crops):
+    """The same bytes under one key are a different request as 'files' (a batch), with other
+    options, or with the files in another order."""
+    a, b = (p.read_bytes() for p in face_crops["fake"][5:7])
+
+    def post(key: str, field: str, payloads: list[bytes], **form):
+        files = [(io.BytesIO(p), f"{i}.jpg") for i, p in enumerate(payloads)]
+        return client.post(
+            "/v1/jobs",
+            headers={"Idempotency-Key": key},
+            content_type="multipart/form-data",
+            data={field: files, **form},
+        )
+
+    image = post("fp-1", "file", [a])
+    assert image.status_code == 202 and image.get_json()["kind"] == "image"
+    _error(post("fp-1", "files", [a]), 409, "idempotency_conflict")
+    _error(post("fp-1", "file", [a], threshold="0.4"), 409, "idempotency_conflict")
+    batch = post("fp-2", "files", [a, b])
+    assert batch.status_code == 202 and batch.get_json()["kind"] == "batch"
+    _error(post("fp-2", "files", [b, a]), 409, "idempotency_conflict")
+    again = post("fp-2", "files", [a, b])
+    assert again.status_code == 200 and again.get_json()["id"] == batch.get_json()["id"]
+    # the file name is not part of the request's meaning
+    renamed = client.post(
+        "/v1/jobs",
+        headers={"Idempotency-Key": "fp-1"},
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(a), "other-name.jpg")},
+    )
+    assert renamed.status_code == 200 and renamed.get_json()["id"] == image.get_json()["id"]
+
+
+@pytest.mark.parametrize("field", ["sample_fsp", "webhook", "File"])
+def test_unknown_fields_are_refused(client, face_crops, field):
+    data = face_crops["real"][0].read_bytes()
+    body = _error(_upload(client, data, **{field: "1"}), 400, "unknown_field")
+    assert field in body["error"]["message"]
+    stray_file = client.post(
+        "/v1/jobs",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(data), "a.jpg"), "extra": (io.BytesIO(data), "b.jpg")},
+    )
+    _error(stray_file, 400, "unknown_field")
+
+
 def test_health_readiness_and_openapi(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")

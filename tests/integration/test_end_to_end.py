@@ -93,7 +93,8 @@ def test_production_configuration_redis_postgres(
     files = {"file": (face_crops["real"][5].name, face_crops["real"][5].read_bytes())}
     sync = requests.post(f"{api.base}/predict", files=files, timeout=120)
     assert sync.status_code == 200, sync.text
-    assert {"prediction", "confidence", "probability_fake", "probability_real"} <= set(sync.json())
+    verdict = {"prediction", "confidence", "probability_fake", "probability_real"}
+    assert set(sync.json()) >= verdict | {"threshold_applied"}
     many = [("files", (p.name, p.read_bytes())) for p in face_crops["fake"][3:5]]
     many.append(("files", ("notes.jpg", b"plain text, not an image")))
     sync = requests.post(f"{api.base}/predict/batch", files=many, timeout=120).json()
@@ -115,5 +116,6 @@ def test_embedded_configuration_one_command(processes: Processes, face_crops, vi
     sync = requests.post(f"{api.base}/predict/video", files=files, timeout=180)
     assert sync.status_code == 200, sync.text
     body = sync.json()
-    assert body["frames_analyzed"] == 10 and len(body["frame_results"]) == 10
+    assert body["frames_analyzed"] == 10 and body["total_frames"] > 10
+    assert len(body["frame_results"]) == body["faces_detected"] > 0  # frames with a face
     assert body["prediction"] in ("FAKE", "REAL")
