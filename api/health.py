@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
+from api.errors import UNAVAILABLE_RETRY_S
 from api.openapi import OPENAPI
 from shared.config import settings
 from shared.db import get_engine
@@ -41,7 +42,9 @@ def readyz():
         "error": {"code": "not_ready", "message": f"not ready: {failing} unavailable"},
         "checks": checks,
     }
-    return jsonify(body), 503
+    response = jsonify(body)
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_S)
+    return response, 503
 
 
 @bp.get("/v1/openapi.json")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Response, jsonify, request
 
 from api.schemas import (
@@ -22,13 +24,36 @@ from shared.models import JobKind, JobStatus
 from shared.storage import get_storage, heatmap_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
+# the longest a client is told to wait before polling an unfinished job again
+MAX_RETRY_AFTER_S = 30
+
+
+def _retry_after(body: dict) -> None | str:
+    """When to poll an unfinished job again: its ETA when known, else a second."""
+    if body["status"] not in ("queued", "running"):
+        return None
+    eta = body["progress"].get("eta_s")
+    return str(min(MAX_RETRY_AFTER_S, max(1, math.ceil(eta or 1))))
+
+
+def _job_response(body: dict, status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    if (retry := _retry_after(body)) is not None:
+        response.headers["Retry-After"] = retry
+    return response
+
+
+def conditional(response: Response) -> Response:
+    """An ETag of the body; 304 when the client already holds it (If-None-Match)."""
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.post("/jobs")
 def create():
     job, created = submit(request)
-    response = jsonify(job_json(job))
-    response.status_code = 202 if created else 200
+    response = _job_response(job_json(job), 202 if created else 200)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return response
 
@@ -36,7 +61,8 @@ def create():
 @bp.get("/jobs/<job_id>")
 def read(job_id: str):
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
+        body = job_json(jobs.get_job(session, job_id, current_owner()))
+    return conditional(_job_response(body))
 
 
 @bp.get("/jobs")
@@ -57,12 +83,11 @@ def index():
         )
         more = len(page) > limit
         page = page[:limit]
-        return jsonify(
-            {
-                "jobs": [job_json(job, full=False) for job in page],
-                "next_cursor": encode_cursor(page[-1]) if more else None,
-            }
-        )
+        body = {
+            "jobs": [job_json(job, full=False) for job in page],
+            "next_cursor": encode_cursor(page[-1]) if more else None,
+        }
+    return conditional(jsonify(body))
 
 
 @bp.delete("/jobs/<job_id>")
@@ -90,17 +115,16 @@ def frames(job_id: str):
         total = jobs.count_frames(session, job_id)
         rows = jobs.list_frames(session, job_id, offset=offset, limit=limit)
         next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return jsonify(
-            {
-                "job_id": job_id,
-                "status": job.status,
-                "total": total,
-                "offset": offset,
-                "limit": limit,
-                "next_offset": next_offset,
-                "frames": [frame_json(row) for row in rows],
-            }
-        )
+        body = {
+            "job_id": job_id,
+            "status": job.status,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next_offset,
+            "frames": [frame_json(row) for row in rows],
+        }
+    return conditional(jsonify(body))
 
 
 @bp.get("/jobs/<job_id>/heatmap")

@@ -332,3 +332,29 @@ def test_running_job_reports_an_eta(client, face_crops):
         )
     eta = client.get(f"/v1/jobs/{job['id']}").get_json()["progress"]["eta_s"]
     assert 29 <= eta <= 32
+
+
+def test_reads_carry_etags_and_answer_304(client, face_crops):
+    job = _upload(client, face_crops["real"][4].read_bytes()).get_json()
+    for path in (f"/v1/jobs/{job['id']}", "/v1/jobs?limit=5", "/v1/jobs?status=queued"):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["ETag"]
+        same = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert same.status_code == 304 and same.get_data() == b""
+        assert same.headers["ETag"] == first.headers["ETag"]
+        stale = client.get(path, headers={"If-None-Match": '"not-this-one"'})
+        assert stale.status_code == 200 and stale.get_json() == first.get_json()
+    before = client.get(f"/v1/jobs/{job['id']}").headers["ETag"]
+    client.delete(f"/v1/jobs/{job['id']}")
+    after = client.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": before})
+    assert after.status_code == 200 and after.get_json()["status"] == "canceled"
+
+
+def test_unfinished_jobs_say_when_to_poll_again(client, face_crops):
+    submitted = _upload(client, face_crops["real"][5].read_bytes())
+    assert submitted.status_code == 202 and int(submitted.headers["Retry-After"]) >= 1
+    job = submitted.get_json()
+    polled = client.get(f"/v1/jobs/{job['id']}")
+    assert polled.get_json()["status"] == "queued" and int(polled.headers["Retry-After"]) >= 1
+    client.delete(f"/v1/jobs/{job['id']}")
+    assert "Retry-After" not in client.get(f"/v1/jobs/{job['id']}").headers
