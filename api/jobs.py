@@ -90,18 +90,35 @@ def index():
     return conditional(jsonify(body))
 
 
-@bp.delete("/jobs/<job_id>")
+@bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
+    """Stop a queued or running job; its upload is deleted. Repeatable: a canceled job answers
+    as it is. A job that already succeeded or failed cannot be canceled (409)."""
+    owner = current_owner()
     with session_scope() as session:
-        job = jobs.get_job(session, job_id, current_owner())
-        if not jobs.mark_canceled(session, job_id):
-            raise Conflict(
-                f"the job is already {job.status} and cannot be canceled", code="job_not_cancelable"
-            )
+        job = jobs.get_job(session, job_id, owner)
+        if job.status != JobStatus.CANCELED and not jobs.mark_canceled(session, job_id):
+            session.refresh(job)  # it may have been canceled by a concurrent request
+            if job.status != JobStatus.CANCELED:
+                raise Conflict(
+                    f"the job is already {job.status} and cannot be canceled",
+                    code="job_not_cancelable",
+                )
     # A running worker notices at its next progress update and stops.
     get_storage().delete_job(job_id)
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
+        return jsonify(job_json(jobs.get_job(session, job_id, owner)))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete(job_id: str):
+    """Erase the job now, whatever its status: its record, results and files (an unfinished
+    job stops as if canceled). Afterwards the job does not exist (404)."""
+    with session_scope() as session:
+        jobs.get_job(session, job_id, current_owner())
+        jobs.erase_job(session, job_id)
+    get_storage().delete_job(job_id)
+    return Response(status=204)
 
 
 @bp.get("/jobs/<job_id>/frames")

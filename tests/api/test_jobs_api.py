@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta
 
 import pytest
 
+from shared import jobs
 from shared.config import settings
+from shared.db import session_scope
 from tests.support import media
+from tests.support.jobs import run_job_here
 
 
 def _upload(client, data: bytes, name: str = "face.jpg", field: str = "file", **form):
@@ -183,14 +187,48 @@ def test_list_filters_and_bad_parameters(client, face_crops):
     _error(client.get("/v1/jobs?cursor=%%%"), 400, "invalid_cursor")
 
 
-def test_cancel_deletes_upload_and_is_not_repeatable(client, face_crops):
+def test_cancel_deletes_upload_and_is_repeatable(client, face_crops):
     job = _upload(client, face_crops["real"][0].read_bytes()).get_json()
     assert (settings.storage_dir / job["id"]).exists()
-    response = client.delete(f"/v1/jobs/{job['id']}")
+    assert job["expires_at"] is None  # set once it finishes
+    response = client.post(job["links"]["cancel"])
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
-    assert response.get_json()["finished_at"] is not None
+    canceled = response.get_json()
+    assert canceled["finished_at"] is not None
+    finished = datetime.fromisoformat(canceled["finished_at"])
+    expires = datetime.fromisoformat(canceled["expires_at"])
+    assert expires - finished == timedelta(hours=settings.retention_hours)
     assert not (settings.storage_dir / job["id"]).exists()
-    _error(client.delete(f"/v1/jobs/{job['id']}"), 409, "job_not_cancelable")
+    again = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 200 and again.get_json() == canceled
+    _error(client.post(f"/v1/jobs/{'0' * 32}/cancel"), 404, "job_not_found")
+
+
+def test_a_finished_job_cannot_be_canceled(client, face_crops):
+    job = _upload(client, face_crops["real"][1].read_bytes()).get_json()
+    run_job_here(job["id"])
+    assert client.get(f"/v1/jobs/{job['id']}").get_json()["status"] == "succeeded"
+    _error(client.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_not_cancelable")
+
+
+@pytest.mark.parametrize("finish", [True, False])
+def test_delete_erases_the_job(client, face_crops, video_paths, finish):
+    job = _upload(client, video_paths[1].read_bytes(), name="v.mp4").get_json()
+    if finish:
+        run_job_here(job["id"])
+        frames = client.get(f"/v1/jobs/{job['id']}/frames").get_json()
+        assert frames["status"] == "succeeded" and frames["total"] > 0
+    response = client.delete(f"/v1/jobs/{job['id']}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert not (settings.storage_dir / job["id"]).exists()
+    for path in (f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/frames"):
+        _error(client.get(path), 404, "job_not_found")
+    _error(client.delete(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
+    _error(client.post(f"/v1/jobs/{job['id']}/cancel"), 404, "job_not_found")
+    listed = client.get("/v1/jobs?limit=100").get_json()["jobs"]
+    assert job["id"] not in {j["id"] for j in listed}
+    with session_scope() as session:
+        assert jobs.count_frames(session, job["id"]) == 0
 
 
 def test_frames_only_for_videos_and_heatmaps_only_for_images(client, face_crops, video_paths):
@@ -336,7 +374,8 @@ def test_running_job_reports_an_eta(client, face_crops):
 
 def test_reads_carry_etags_and_answer_304(client, face_crops):
     job = _upload(client, face_crops["real"][4].read_bytes()).get_json()
-    for path in (f"/v1/jobs/{job['id']}", "/v1/jobs?limit=5", "/v1/jobs?status=queued"):
+    # (a running job's body changes as its ETA counts down: lists of queued jobs hold still)
+    for path in (f"/v1/jobs/{job['id']}", "/v1/jobs?limit=5&status=queued"):
         first = client.get(path)
         assert first.status_code == 200 and first.headers["ETag"]
         same = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
@@ -345,7 +384,7 @@ def test_reads_carry_etags_and_answer_304(client, face_crops):
         stale = client.get(path, headers={"If-None-Match": '"not-this-one"'})
         assert stale.status_code == 200 and stale.get_json() == first.get_json()
     before = client.get(f"/v1/jobs/{job['id']}").headers["ETag"]
-    client.delete(f"/v1/jobs/{job['id']}")
+    client.post(f"/v1/jobs/{job['id']}/cancel")
     after = client.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": before})
     assert after.status_code == 200 and after.get_json()["status"] == "canceled"
 
@@ -356,5 +395,5 @@ def test_unfinished_jobs_say_when_to_poll_again(client, face_crops):
     job = submitted.get_json()
     polled = client.get(f"/v1/jobs/{job['id']}")
     assert polled.get_json()["status"] == "queued" and int(polled.headers["Retry-After"]) >= 1
-    client.delete(f"/v1/jobs/{job['id']}")
+    client.post(f"/v1/jobs/{job['id']}/cancel")
     assert "Retry-After" not in client.get(f"/v1/jobs/{job['id']}").headers

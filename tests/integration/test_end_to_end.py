@@ -84,7 +84,8 @@ def test_production_configuration_redis_postgres(
     long_job = api.submit([video], sample_fps="10").json()
     while api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "queued":
         pass
-    assert requests.delete(f"{api.base}/v1/jobs/{long_job['id']}", timeout=10).status_code == 200
+    cancel = f"{api.base}/v1/jobs/{long_job['id']}/cancel"
+    assert requests.post(cancel, timeout=10).status_code == 200
     after = api.submit([face_crops["real"][4]]).json()
     assert api.wait_job(after["id"])["status"] == "succeeded"
     assert api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "canceled"
