@@ -17,6 +17,7 @@ from api.schemas import (
 )
 from api.security import current_owner
 from api.uploads import submit
+from api.waiting import preferred_wait, wait_for, waiting
 from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
@@ -50,11 +51,28 @@ def conditional(response: Response) -> Response:
     return response.make_conditional(request)
 
 
+def _waited(job_id: str) -> tuple[dict, str] | None:
+    """With ``Prefer: wait=N``: the job once it has ended, or after N s, and the preference
+    applied; None when not asked, or when every waiting slot is taken (then not applied)."""
+    seconds = preferred_wait(request.headers.get("Prefer"))
+    if seconds is None:
+        return None
+    with waiting.optional_slot() as held:
+        if not held:
+            return None
+        return job_json(wait_for(job_id, current_owner(), seconds)), f"wait={seconds}"
+
+
 @bp.post("/jobs")
 def create():
     job, created = submit(request)
-    response = _job_response(job_json(job), 202 if created else 200)
+    body, applied = _waited(job.id) or (job_json(job), None)
+    unfinished = body["status"] in ("queued", "running")
+    # 202 while it runs; 201 when it was made and finished within the wait; 200 for a repeat
+    response = _job_response(body, 200 if not created else 202 if unfinished else 201)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if applied:
+        response.headers["Preference-Applied"] = applied
     return response
 
 
@@ -62,7 +80,14 @@ def create():
 def read(job_id: str):
     with session_scope() as session:
         body = job_json(jobs.get_job(session, job_id, current_owner()))
-    return conditional(_job_response(body))
+    applied = None
+    if body["status"] in ("queued", "running"):
+        body, applied = _waited(job_id) or (body, None)
+    response = _job_response(body)
+    if applied:
+        response.headers["Preference-Applied"] = applied
+    response.vary.add("Prefer")
+    return conditional(response)
 
 
 @bp.get("/jobs")

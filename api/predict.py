@@ -14,10 +14,7 @@ the class answered. docs/prototype.md lists the mapping.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -25,14 +22,14 @@ from flask import Blueprint, Response, jsonify, request
 from api.errors import error_response
 from api.security import current_owner
 from api.uploads import submit
+from api.waiting import wait_for, waiting
 from shared import jobs
 from shared.config import settings
 from shared.db import session_scope
-from shared.errors import BadRequest, MediaError, TooManyRequests, UnsupportedMedia
+from shared.errors import BadRequest, MediaError, UnsupportedMedia
 from shared.models import Job, JobStatus
 
 bp = Blueprint("predict", __name__)
-POLL_INTERVAL_S = 0.05
 
 # the prototype's own error strings, which its page and its clients show or match
 NO_FILE = "No file uploaded"
@@ -47,42 +44,7 @@ FRAME_COUNT_CODES = ("video_bad_fps", "video_no_frames")
 
 
 def _wait(job_id: str) -> Job:
-    deadline = time.monotonic() + settings.sync_timeout_s
-    while True:
-        with session_scope() as session:
-            job = jobs.get_job(session, job_id, current_owner())
-            if JobStatus(job.status).is_terminal() or time.monotonic() > deadline:
-                return job
-        time.sleep(POLL_INTERVAL_S)
-
-
-class _Waiting:
-    """How many requests of this process are waiting for a job; at most RRR_SYNC_MAX_WAITING,
-    so that waits never hold every request thread (health checks and polls still answer)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.count = 0
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._lock:
-            if self.count >= settings.sync_max_waiting:
-                raise TooManyRequests(
-                    f"{self.count} synchronous requests are already waiting here; retry "
-                    "shortly, or submit to POST /v1/jobs and poll the job instead",
-                    code="too_many_waiting",
-                    retry_after_s=5,
-                )
-            self.count += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.count -= 1
-
-
-waiting = _Waiting()
+    return wait_for(job_id, current_owner(), settings.sync_timeout_s)
 
 
 class _Refused(Exception):
