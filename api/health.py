@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from api.errors import UNAVAILABLE_RETRY_S
-from api.openapi import OPENAPI
+from api.openapi import openapi_document
 from shared.config import settings
 from shared.db import get_engine
 from shared.queue import broker_reachable
@@ -49,4 +49,4 @@ def readyz():
 
 @bp.get("/v1/openapi.json")
 def openapi():
-    return jsonify(OPENAPI)
+    return jsonify(openapi_document())

@@ -150,7 +150,7 @@ def parse_offset(args) -> int:
 
 def parse_enum(args, name: str, enum_cls) -> str | None:
     value = args.get(name)
-    if value is None or value == "":
+    if value is None:  # absent; present but empty (status=) is no status: a 400 below
         return None
     allowed = [member.value for member in enum_cls]
     if value not in allowed:

@@ -151,11 +151,11 @@ def validate(request: Request, expect: str | None, ignore_unknown: bool = False)
     with session_scope() as session:
         # a cheap early refusal, before the upload is stored; the binding check is in create()
         check_submission_limits(session)
-    idempotency_key = request.headers.get("Idempotency-Key") or None
+    idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None:
-        if len(idempotency_key) > 120 or not _printable_ascii(idempotency_key):
+        if not 0 < len(idempotency_key) <= 120 or not _printable_ascii(idempotency_key):
             raise BadRequest(
-                "Idempotency-Key must be at most 120 printable ASCII characters",
+                "Idempotency-Key must be 1 to 120 printable ASCII characters",
                 code="invalid_header",
             )
         # keys are scoped per API key, so two clients cannot collide or probe each other

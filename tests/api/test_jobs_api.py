@@ -183,6 +183,8 @@ def test_list_filters_and_bad_parameters(client, face_crops):
     images = client.get("/v1/jobs?kind=image&status=queued&limit=100").get_json()["jobs"]
     assert images and all(j["kind"] == "image" and j["status"] == "queued" for j in images)
     _error(client.get("/v1/jobs?status=done"), 400, "invalid_field")
+    _error(client.get("/v1/jobs?status="), 400, "invalid_field")
+    _error(client.get("/v1/jobs?kind="), 400, "invalid_field")
     _error(client.get("/v1/jobs?limit=0"), 400, "invalid_field")
     _error(client.get("/v1/jobs?cursor=%%%"), 400, "invalid_cursor")
 
