@@ -9,7 +9,7 @@ Where this service knows more than the prototype did, the answer maps it onto th
 fields: an UNCERTAIN verdict answers with the side of the threshold its score is on and
 ``uncertain: true``; ``threshold_applied`` says the decision threshold, not the larger class
 probability, decided the verdict (the prototype's meaning); ``confidence`` is the probability of
-the class answered. docs/prototype.md lists the mapping.
+the class answered. docs/api.md lists the mapping.
 """
 
 from __future__ import annotations
