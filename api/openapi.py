@@ -352,6 +352,7 @@ class PrototypeVerdictSchema(Schema):
     probability_real = fields.Float(required=True)
     threshold_applied = fields.Boolean(required=True)
     uncertain = fields.Boolean(metadata={"description": "the score is in the unsure band"})
+    threshold = fields.Float(metadata={"description": "the P(FAKE) threshold that decided"})
     job_id = fields.String()
 
 

@@ -116,6 +116,7 @@ def _image_verdict(result: dict[str, Any]) -> dict[str, Any] | None:
         return None
     body = _verdict(p, result["threshold"], result.get("prediction"))
     body["uncertain"] = result.get("prediction") == "UNCERTAIN"
+    body["threshold"] = result["threshold"]  # what threshold_applied refers to
     return body
 
 
@@ -229,6 +230,7 @@ def predict_video():
             "total_frames": total_frames,
             "frame_results": _frame_results(job, result["threshold"]),
             "uncertain": body["uncertain"],
+            "threshold": body["threshold"],
             "job_id": job.id,
         }
     )

@@ -65,6 +65,9 @@ def _check_verdict(body: dict) -> None:
     assert body["probability_fake"] + body["probability_real"] == pytest.approx(1.0)
     chosen = "probability_fake" if body["prediction"] == "FAKE" else "probability_real"
     assert body["confidence"] == body[chosen]
+    if "threshold" in body:  # frame rows do not repeat it
+        side = "FAKE" if body["probability_fake"] >= body["threshold"] else "REAL"
+        assert body["prediction"] == side
     larger = "REAL" if body["probability_real"] > body["probability_fake"] else "FAKE"
     # the prototype's flag: the threshold, not the larger probability, made the verdict
     assert body["threshold_applied"] == (body["prediction"] != larger)
