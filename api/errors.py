@@ -1,14 +1,16 @@
-"""The one place where errors become HTTP: always ``{"error": {"code", "message"}}``, never a
-stack trace or an HTML page."""
+"""The one place where errors become HTTP: ``{"error": {"code", "message"}}``, never a stack
+trace or an HTML page. The prototype's synchronous endpoints (api/predict.py) answered
+``{"error": "<message>"}``, and clients written for them read that string; under those paths
+the message is the string and the code moves beside it."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from shared import errors
 from shared.config import settings
@@ -43,9 +45,30 @@ def status_for_failed_job(code: str | None) -> int:
     return 422 if code and code.startswith(("image_", "video_")) else 500
 
 
+PROTOTYPE_PATHS = ("/predict", "/predict/batch", "/predict/video")
+
+
+def prototype_request() -> bool:
+    """Whether this request is for one of the prototype's endpoints (its error shape)."""
+    return has_request_context() and request.path in PROTOTYPE_PATHS
+
+
 def error_response(status: int, code: str, message: str, **extra):
-    body = {"error": {"code": code, "message": message, **extra}}
+    if prototype_request():
+        body = {"error": message, "code": code, **extra}
+    else:
+        body = {"error": {"code": code, "message": message, **extra}}
     return jsonify(body), status
+
+
+# how long a client should wait before retrying after a 503 (an outage is usually brief)
+UNAVAILABLE_RETRY_S = 5
+
+
+def unavailable(code: str, what: str):
+    response, status = error_response(503, code, f"{what}; try again shortly")
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_S)
+    return response, status
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -54,6 +77,8 @@ def register_error_handlers(app: Flask) -> None:
         response, status = error_response(status_for(exc), exc.code, exc.message)
         if isinstance(exc, errors.TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after_s)
+        elif status == 503:
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_S)
         if isinstance(exc, errors.Unauthorized):
             response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
         return response, status
@@ -72,7 +97,10 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 404:
             message = "no such endpoint; see /v1/openapi.json for the API"
-        return error_response(exc.code or 500, code, message)
+        response, status = error_response(exc.code or 500, code, message)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response, status
 
     @app.errorhandler(DataError)
     def _data(exc):
@@ -85,16 +113,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def _database(exc):
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        return error_response(
-            503, "database_unavailable", "the job database is unreachable; try again shortly"
-        )
+        return unavailable("database_unavailable", "the job database is unreachable")
 
     @app.errorhandler(BrokerError)
     def _broker(exc):
         log.warning("broker unavailable: %s", exc)
-        return error_response(
-            503, "broker_unavailable", "the job queue is unreachable; try again shortly"
-        )
+        return unavailable("broker_unavailable", "the job queue is unreachable")
 
     @app.errorhandler(StorageUnavailable)
     def _storage(exc):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from api.openapi import OPENAPI
+from api.errors import UNAVAILABLE_RETRY_S
+from api.openapi import openapi_document
 from shared.config import settings
 from shared.db import get_engine
 from shared.queue import broker_reachable
@@ -43,9 +44,11 @@ def readyz():
         "error": {"code": "not_ready", "message": f"not ready: {failing} unavailable"},
         "checks": checks,
     }
-    return jsonify(body), 503
+    response = jsonify(body)
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_S)
+    return response, 503
 
 
 @bp.get("/v1/openapi.json")
 def openapi():
-    return jsonify(OPENAPI)
+    return jsonify(openapi_document())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Response, jsonify, request
 
 from api.schemas import (
@@ -15,6 +17,7 @@ from api.schemas import (
 )
 from api.security import current_owner
 from api.uploads import submit
+from api.waiting import preferred_wait, wait_for, waiting
 from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
@@ -22,21 +25,69 @@ from shared.models import JobKind, JobStatus
 from shared.storage import frame_key, get_storage, heatmap_key, thumbnail_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
+# the longest a client is told to wait before polling an unfinished job again
+MAX_RETRY_AFTER_S = 30
+
+
+def _retry_after(body: dict) -> None | str:
+    """When to poll an unfinished job again: its ETA when known, else a second."""
+    if body["status"] not in ("queued", "running"):
+        return None
+    eta = body["progress"].get("eta_s")
+    return str(min(MAX_RETRY_AFTER_S, max(1, math.ceil(eta or 1))))
+
+
+def _job_response(body: dict, status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    if (retry := _retry_after(body)) is not None:
+        response.headers["Retry-After"] = retry
+    return response
+
+
+def conditional(response: Response) -> Response:
+    """An ETag of the body; 304 when the client already holds it (If-None-Match)."""
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+def _waited(job_id: str) -> tuple[dict, str] | None:
+    """With ``Prefer: wait=N``: the job once it has ended, or after N s, and the preference
+    applied; None when not asked, or when every waiting slot is taken (then not applied)."""
+    seconds = preferred_wait(request.headers.get("Prefer"))
+    if seconds is None:
+        return None
+    with waiting.optional_slot() as held:
+        if not held:
+            return None
+        return job_json(wait_for(job_id, current_owner(), seconds)), f"wait={seconds}"
 
 
 @bp.post("/jobs")
 def create():
     job, created = submit(request)
-    response = jsonify(job_json(job))
-    response.status_code = 202 if created else 200
+    body, applied = _waited(job.id) or (job_json(job), None)
+    unfinished = body["status"] in ("queued", "running")
+    # 202 while it runs; 201 when it was made and finished within the wait; 200 for a repeat
+    response = _job_response(body, 200 if not created else 202 if unfinished else 201)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if applied:
+        response.headers["Preference-Applied"] = applied
     return response
 
 
 @bp.get("/jobs/<job_id>")
 def read(job_id: str):
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
+        body = job_json(jobs.get_job(session, job_id, current_owner()))
+    applied = None
+    if body["status"] in ("queued", "running"):
+        body, applied = _waited(job_id) or (body, None)
+    response = _job_response(body)
+    if applied:
+        response.headers["Preference-Applied"] = applied
+    response.vary.add("Prefer")
+    return conditional(response)
 
 
 @bp.get("/jobs")
@@ -57,26 +108,42 @@ def index():
         )
         more = len(page) > limit
         page = page[:limit]
-        return jsonify(
-            {
-                "jobs": [job_json(job, full=False) for job in page],
-                "next_cursor": encode_cursor(page[-1]) if more else None,
-            }
-        )
+        body = {
+            "jobs": [job_json(job, full=False) for job in page],
+            "next_cursor": encode_cursor(page[-1]) if more else None,
+        }
+    return conditional(jsonify(body))
 
 
-@bp.delete("/jobs/<job_id>")
+@bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
+    """Stop a queued or running job; its upload is deleted. Repeatable: a canceled job answers
+    as it is. A job that already succeeded or failed cannot be canceled (409)."""
+    owner = current_owner()
     with session_scope() as session:
-        job = jobs.get_job(session, job_id, current_owner())
-        if not jobs.mark_canceled(session, job_id):
-            raise Conflict(
-                f"the job is already {job.status} and cannot be canceled", code="job_not_cancelable"
-            )
+        job = jobs.get_job(session, job_id, owner)
+        if job.status != JobStatus.CANCELED and not jobs.mark_canceled(session, job_id):
+            session.refresh(job)  # it may have been canceled by a concurrent request
+            if job.status != JobStatus.CANCELED:
+                raise Conflict(
+                    f"the job is already {job.status} and cannot be canceled",
+                    code="job_not_cancelable",
+                )
     # A running worker notices at its next progress update and stops.
     get_storage().delete_job(job_id)
     with session_scope() as session:
-        return jsonify(job_json(jobs.get_job(session, job_id, current_owner())))
+        return jsonify(job_json(jobs.get_job(session, job_id, owner)))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete(job_id: str):
+    """Erase the job now, whatever its status: its record, results and files (an unfinished
+    job stops as if canceled). Afterwards the job does not exist (404)."""
+    with session_scope() as session:
+        jobs.get_job(session, job_id, current_owner())
+        jobs.erase_job(session, job_id)
+    get_storage().delete_job(job_id)
+    return Response(status=204)
 
 
 @bp.get("/jobs/<job_id>/frames")
@@ -90,17 +157,16 @@ def frames(job_id: str):
         total = jobs.count_frames(session, job_id)
         rows = jobs.list_frames(session, job_id, offset=offset, limit=limit)
         next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return jsonify(
-            {
-                "job_id": job_id,
-                "status": job.status,
-                "total": total,
-                "offset": offset,
-                "limit": limit,
-                "next_offset": next_offset,
-                "frames": [frame_json(row) for row in rows],
-            }
-        )
+        body = {
+            "job_id": job_id,
+            "status": job.status,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next_offset,
+            "frames": [frame_json(row) for row in rows],
+        }
+    return conditional(jsonify(body))
 
 
 @bp.get("/jobs/<job_id>/heatmap")

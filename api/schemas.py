@@ -6,7 +6,7 @@ import base64
 import binascii
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.config import settings
@@ -57,7 +57,7 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
     result = job.result
     if result is not None and not full:
         result = {k: result[k] for k in (*VERDICT_KEYS, "summary") if k in result}
-    links = {"self": f"/v1/jobs/{job.id}"}
+    links = {"self": f"/v1/jobs/{job.id}", "cancel": f"/v1/jobs/{job.id}/cancel"}
     if job.kind == JobKind.VIDEO:
         links["frames"] = f"/v1/jobs/{job.id}/frames"
     if job.kind == JobKind.IMAGE and (job.result or {}).get("heatmap"):
@@ -76,6 +76,12 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        # when the retention sweep erases it (set once it has finished); DELETE erases it sooner
+        "expires_at": _iso(
+            job.finished_at + timedelta(hours=settings.retention_hours)
+            if job.finished_at is not None
+            else None
+        ),
         "error": (
             {"code": job.error_code, "message": job.error_message} if job.error_code else None
         ),
@@ -146,7 +152,7 @@ def parse_offset(args) -> int:
 
 def parse_enum(args, name: str, enum_cls) -> str | None:
     value = args.get(name)
-    if value is None or value == "":
+    if value is None:  # absent; present but empty (status=) is no status: a 400 below
         return None
     allowed = [member.value for member in enum_cls]
     if value not in allowed:

@@ -32,6 +32,11 @@ SECURITY_HEADERS = {
 }
 
 
+# what a page on another origin may send, and may read back (RRR_CORS_ORIGINS)
+CORS_HEADERS = "X-API-Key, Authorization, Idempotency-Key, Content-Type, Prefer, If-None-Match"
+CORS_EXPOSED = "Location, Retry-After, ETag, Preference-Applied, Allow"
+
+
 def owner_of(key: str) -> str:
     """What the database stores about a key: a digest, never the key itself."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -95,14 +100,14 @@ def _harden(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     origin = request.headers.get("Origin")
-    if origin and origin in settings.cors_origins:
+    if origin and (origin in settings.cors_origins or "*" in settings.cors_origins):
+        # the origin itself, never "*": answers differ by key, and caches must keep them apart
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Allow-Headers"] = (
-            "X-API-Key, Authorization, Idempotency-Key, Content-Type"
-        )
+        response.vary.add("Origin")
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-        response.headers["Access-Control-Expose-Headers"] = "Location, Retry-After"
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        response.headers["Access-Control-Max-Age"] = "600"
     return response
 
 

@@ -29,6 +29,12 @@ log = logging.getLogger("rrr.api")
 MAX_FILENAME = 255
 
 
+# the form fields POST /v1/jobs takes (api/schemas.py, parse_job_params) and its file fields;
+# anything else is refused, so that a misspelt option is never silently ignored
+FORM_FIELDS = frozenset({"sample_fps", "sampling", "max_frames", "threshold", "callback_url"})
+FILE_FIELDS = frozenset({"file", "files"})
+
+
 class _HashingReader(io.RawIOBase):
     """Re-joins the sniffed head with the rest of the stream and hashes what passes through."""
 
@@ -84,6 +90,7 @@ class Submission:
     """A validated request: what to store and how to create its job."""
 
     expect: str | None  # the kind a /predict shim takes; None for /v1/jobs
+    field: str  # the file field used: "file" or "files"
     kind: JobKind | None  # BATCH when sent as 'files'; otherwise known once the file is sniffed
     files: list[FileStorage]
     params: dict[str, Any]
@@ -93,17 +100,20 @@ class Submission:
 
 @dataclass
 class Stored:
-    """What ``store`` wrote: the job's kind, its inputs and the digest of the request."""
+    """What ``store`` wrote: the job's kind, its inputs and the fingerprint of the request."""
 
     kind: JobKind
     inputs: list[dict[str, Any]]
     request_sha256: str
 
 
-def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
+def submit(
+    request: Request, expect: str | None = None, ignore_unknown: bool = False
+) -> tuple[Job, bool]:
     """Validate, store, create and publish one job. Returns (job, created); created is False
-    when an Idempotency-Key repeats an earlier identical request."""
-    submission = validate(request, expect)
+    when an Idempotency-Key repeats an earlier identical request. ``ignore_unknown``: fields
+    this service does not know are ignored (the prototype's endpoints did), not refused."""
+    submission = validate(request, expect, ignore_unknown)
     job_id = new_job_id()
     current_job.set(job_id)
     storage = get_storage()
@@ -120,37 +130,53 @@ def submit(request: Request, expect: str | None = None) -> tuple[Job, bool]:
     return job, True
 
 
-def validate(request: Request, expect: str | None) -> Submission:
+def _refuse_unknown_fields(request: Request) -> None:
+    unknown = sorted((set(request.form) - FORM_FIELDS) | (set(request.files) - FILE_FIELDS))
+    if unknown:
+        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
+        raise BadRequest(
+            f"unknown form field(s) {shown}; the fields are file or files, "
+            f"{', '.join(sorted(FORM_FIELDS - {'callback_url'}))}",
+            code="unknown_field",
+        )
+
+
+def validate(request: Request, expect: str | None, ignore_unknown: bool = False) -> Submission:
     """Check the request before anything is stored: files, form fields, limits, headers."""
     kind, files = _files_from(request, expect)
+    if not ignore_unknown:
+        _refuse_unknown_fields(request)
     params = parse_job_params(request.form)
     owner = current_owner()
     with session_scope() as session:
         # a cheap early refusal, before the upload is stored; the binding check is in create()
         check_submission_limits(session)
-    idempotency_key = request.headers.get("Idempotency-Key") or None
+    idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None:
-        if len(idempotency_key) > 120 or not _printable_ascii(idempotency_key):
+        if not 0 < len(idempotency_key) <= 120 or not _printable_ascii(idempotency_key):
             raise BadRequest(
-                "Idempotency-Key must be at most 120 printable ASCII characters",
+                "Idempotency-Key must be 1 to 120 printable ASCII characters",
                 code="invalid_header",
             )
         # keys are scoped per API key, so two clients cannot collide or probe each other
         idempotency_key = f"{owner or '-'}:{idempotency_key}"
-    return Submission(expect, kind, files, params, owner, idempotency_key)
+    field = "files" if kind == JobKind.BATCH else "file"
+    return Submission(expect, field, kind, files, params, owner, idempotency_key)
 
 
 def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
-    """Sniff and store every file under the job's id, hashing the request as it streams.
+    """Sniff and store every file under the job's id, hashing each file as it streams.
     In a batch, a file that is not an image fails only its own item."""
     kind = submission.kind
-    digest = hashlib.sha256(json.dumps(submission.params, sort_keys=True).encode())
+    digests: list[Any] = []  # one sha256 per file, complete once the file has streamed
     inputs: list[dict[str, Any]] = []
     remaining = settings.max_upload_bytes
     first_error: DetectionError | None = None
     for index, upload in enumerate(submission.files):
         filename = clean_filename(upload.filename)
         head = upload.stream.read(SNIFF_BYTES)
+        digest = hashlib.sha256()
+        digests.append(digest)
         try:
             media = sniff(head)
             if kind == JobKind.BATCH and media.kind != "image":
@@ -162,6 +188,7 @@ def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
             if kind != JobKind.BATCH:
                 raise
             first_error = first_error or exc
+            _drain(_HashingReader(head, upload.stream, digest))
             inputs.append(
                 {"filename": filename, "error": {"code": exc.code, "message": exc.message}}
             )
@@ -177,7 +204,12 @@ def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
         inputs.append({"key": key, "filename": filename, "size": size, "media_type": media.mime})
         if kind is None:
             kind = JobKind(media.kind)
-    if kind == JobKind.BATCH and not any(item.get("key") for item in inputs):
+    # the prototype's batch endpoint answers even a batch of unusable files, item by item
+    if (
+        submission.expect != "batch"
+        and kind == JobKind.BATCH
+        and not any(item.get("key") for item in inputs)
+    ):
         assert first_error is not None
         first_error.message = f"no file in the batch is usable: {first_error.message}"
         raise first_error
@@ -188,7 +220,25 @@ def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
             f"this endpoint takes a {expect}, but the file is a {kind.value}",
             code=f"not_an_{expect}" if expect == "image" else "not_a_video",
         )
-    return Stored(kind, inputs, digest.hexdigest())
+    return Stored(kind, inputs, fingerprint(submission, [d.hexdigest() for d in digests]))
+
+
+def fingerprint(submission: Submission, file_digests: list[str]) -> str:
+    """What makes two requests the same request for Idempotency-Key: the endpoint, the file
+    field (one 'file' is an image job, the same bytes as 'files' a batch), the validated
+    options and each file's digest, in order."""
+    request = {
+        "endpoint": submission.expect or "jobs",
+        "field": submission.field,
+        "params": submission.params,
+        "files": file_digests,
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _drain(reader: io.RawIOBase) -> None:
+    while reader.read(1 << 20):
+        pass
 
 
 def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bool]:

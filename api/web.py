@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, request, send_from_directory
 
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
 
 
 @bp.get("/")
 def home():
-    return send_from_directory(bp.static_folder, "index.html")
+    # the prototype's API answered a JSON index here; clients that ask for JSON still get one
+    wants = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    if wants == "application/json":
+        from api.predict import prototype_index
+
+        response = prototype_index()
+    else:
+        response = send_from_directory(bp.static_folder, "index.html")
+    response.vary.add("Accept")
+    return response
 
 
 @bp.get("/jobs/<job_id>")

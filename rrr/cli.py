@@ -10,8 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -259,9 +257,23 @@ def verdict_lines(job: dict, name: str) -> list[str]:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--url", default=None, help="API base URL (default http://RRR_HOST:RRR_PORT).")
+@click.option(
+    "--api-key", envvar="RRR_API_KEY", default=None, help="API key (default: $RRR_API_KEY)."
+)
 @click.option("--wait/--no-wait", default=False, help="Wait for the verdict with a progress bar.")
 @click.option("--sample-fps", type=float, default=None, help="Video frames analysed per second.")
+@click.option(
+    "--sampling",
+    type=click.Choice(["exact", "keyframes"]),
+    default=None,
+    help="Video: the frame at each sample time (exact, the default) or the keyframe before "
+    "it (keyframes: faster on long videos).",
+)
+@click.option("--max-frames", type=int, default=None, help="Video: at most this many frames.")
 @click.option("--threshold", type=float, default=None, help="P(FAKE) at or above which: FAKE.")
+@click.option(
+    "--idempotency-key", default=None, help="Repeat-safe submission: the same key, the same job."
+)
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
 @click.option(
     "--json",
@@ -269,57 +281,69 @@ def verdict_lines(job: dict, name: str) -> list[str]:
     is_flag=True,
     help="Print the job as the API returns it (all fields) instead of one line per file.",
 )
-def submit(files, url, wait, sample_fps, threshold, timeout, as_json) -> None:
+def submit(
+    files,
+    url,
+    api_key,
+    wait,
+    sample_fps,
+    sampling,
+    max_frames,
+    threshold,
+    idempotency_key,
+    timeout,
+    as_json,
+) -> None:
     """Upload FILES as one job (one file: image or video; several: an image batch). With
     --wait, end with one verdict line per file (--json: the whole job) and, on stderr, one line
     per file on what it declares about its origin (provenance)."""
     import requests
     from tqdm import tqdm
 
+    from rrr.client import ApiError, Client, WaitTimeout
+
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    field = "file" if len(files) == 1 else "files"
-    data = {
-        k: str(v)
-        for k, v in {"sample_fps": sample_fps, "threshold": threshold}.items()
-        if v is not None
-    }
-    with ExitStack() as stack:
-        upload = [(field, (Path(p).name, stack.enter_context(open(p, "rb")))) for p in files]
-        try:
-            response = requests.post(f"{base}/v1/jobs", files=upload, data=data, timeout=300)
-        except requests.RequestException as exc:
-            fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
-    body = response.json()
-    if response.status_code >= 400:
-        fail(f"{body['error']['code']}: {body['error']['message']}")
-    if not wait:
-        if as_json:
-            click.echo(json.dumps(body, indent=2))
-        else:
-            click.echo(
-                f"job {body['id']} ({body['kind']}) {body['status']}: {base}/jobs/{body['id']}"
-            )
-        return
-    job_url = f"{base}/v1/jobs/{body['id']}"
-    deadline = time.monotonic() + timeout
-    with tqdm(total=max(body["progress"]["total"], 1), desc=body["kind"], unit="step") as bar:
-        while body["status"] in ("queued", "running"):
-            if time.monotonic() > deadline:
-                fail(f"job {body['id']} still {body['status']} after {timeout:g} s: {job_url}")
-            time.sleep(0.5)
-            body = requests.get(job_url, timeout=30).json()
-            bar.total = max(body["progress"]["total"], 1)
-            bar.n = body["progress"]["done"]
-            bar.refresh()
+    client = Client(base, api_key=api_key)
+    try:
+        job = client.submit(
+            files,
+            sample_fps=sample_fps,
+            sampling=sampling,
+            max_frames=max_frames,
+            threshold=threshold,
+            idempotency_key=idempotency_key,
+        )
+        if not wait:
+            if as_json:
+                click.echo(json.dumps(job, indent=2))
+            else:
+                click.echo(
+                    f"job {job['id']} ({job['kind']}) {job['status']}: {base}/jobs/{job['id']}"
+                )
+            return
+        with tqdm(total=max(job["progress"]["total"], 1), desc=job["kind"], unit="step") as bar:
+
+            def progress(seen: dict) -> None:
+                bar.total = max(seen["progress"]["total"], 1)
+                bar.n = seen["progress"]["done"]
+                bar.refresh()
+
+            job = client.wait(job["id"], timeout_s=timeout, progress=progress, poll_s=0.5)
+    except ApiError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    except WaitTimeout as exc:
+        fail(f"{exc}: {base}/v1/jobs/{exc.job['id']}")
+    except requests.RequestException as exc:
+        fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
     if as_json:
-        click.echo(json.dumps(body, indent=2))
-    elif body["status"] == "succeeded":
-        for line in verdict_lines(body, Path(files[0]).name):
+        click.echo(json.dumps(job, indent=2))
+    elif job["status"] == "succeeded":
+        for line in verdict_lines(job, Path(files[0]).name):
             click.echo(line)
-    for line in provenance_lines(body):
+    for line in provenance_lines(job):
         click.echo(line, err=True)  # stdout stays the verdicts (or one JSON document)
-    if body["status"] != "succeeded":
-        fail(f"job {body['id']} {body['status']}: {(body.get('error') or {}).get('message', '')}")
+    if job["status"] != "succeeded":
+        fail(f"job {job['id']} {job['status']}: {(job.get('error') or {}).get('message', '')}")
 
 
 def provenance_summary(p: dict) -> str:

@@ -48,6 +48,7 @@ class Settings:
     decode_threads: int
     sync_timeout_s: float
     sync_max_waiting: int
+    max_wait_s: int
     api_threads: int
     api_connections: int
     client_timeout_s: float
@@ -108,6 +109,8 @@ class Settings:
             sync_timeout_s=float(_env("RRR_SYNC_TIMEOUT_S", "120")),
             # /predict requests waiting at once per API process; keep it below RRR_API_THREADS
             sync_max_waiting=int(_env("RRR_SYNC_MAX_WAITING", "8")),
+            # the longest "Prefer: wait=N" on the v1 API is honoured for
+            max_wait_s=int(_env("RRR_MAX_WAIT_S", "60")),
             api_threads=int(_env("RRR_API_THREADS", "16")),
             api_connections=int(_env("RRR_API_CONNECTIONS", "1000")),
             client_timeout_s=float(_env("RRR_CLIENT_TIMEOUT_S", "60")),

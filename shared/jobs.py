@@ -284,6 +284,14 @@ def mark_canceled(session: Session, job_id: str) -> bool:
     )
 
 
+def erase_job(session: Session, job_id: str) -> None:
+    """Delete a job and every row about it, whatever its status (a client's DELETE). A worker
+    still holding it finds no row at its next write and stops, as it does for a cancel."""
+    session.execute(delete(FrameResult).where(FrameResult.job_id == job_id))
+    session.execute(delete(Segment).where(Segment.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+
+
 def list_frames(session: Session, job_id: str, *, offset: int, limit: int) -> list[FrameResult]:
     query = (
         select(FrameResult)

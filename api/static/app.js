@@ -269,7 +269,7 @@ $("cancel").addEventListener("click", async () => {
   }
   $("cancel").disabled = true;
   try {
-    await api(`/v1/jobs/${now.jobId}`, { method: "DELETE" });
+    await api(`/v1/jobs/${now.jobId}/cancel`, { method: "POST" });
     setStatus("Canceling…");
   } catch (err) {
     showError(err); // e.g. 409: it finished in the meantime; the next poll shows the result

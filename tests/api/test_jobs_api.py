@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta
 
 import pytest
 
+from shared import jobs
 from shared.config import settings
+from shared.db import session_scope
 from tests.support import media
+from tests.support.jobs import run_job_here
 
 
 def _upload(client, data: bytes, name: str = "face.jpg", field: str = "file", **form):
@@ -179,18 +183,54 @@ def test_list_filters_and_bad_parameters(client, face_crops):
     images = client.get("/v1/jobs?kind=image&status=queued&limit=100").get_json()["jobs"]
     assert images and all(j["kind"] == "image" and j["status"] == "queued" for j in images)
     _error(client.get("/v1/jobs?status=done"), 400, "invalid_field")
+    _error(client.get("/v1/jobs?status="), 400, "invalid_field")
+    _error(client.get("/v1/jobs?kind="), 400, "invalid_field")
     _error(client.get("/v1/jobs?limit=0"), 400, "invalid_field")
     _error(client.get("/v1/jobs?cursor=%%%"), 400, "invalid_cursor")
 
 
-def test_cancel_deletes_upload_and_is_not_repeatable(client, face_crops):
+def test_cancel_deletes_upload_and_is_repeatable(client, face_crops):
     job = _upload(client, face_crops["real"][0].read_bytes()).get_json()
     assert (settings.storage_dir / job["id"]).exists()
-    response = client.delete(f"/v1/jobs/{job['id']}")
+    assert job["expires_at"] is None  # set once it finishes
+    response = client.post(job["links"]["cancel"])
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
-    assert response.get_json()["finished_at"] is not None
+    canceled = response.get_json()
+    assert canceled["finished_at"] is not None
+    finished = datetime.fromisoformat(canceled["finished_at"])
+    expires = datetime.fromisoformat(canceled["expires_at"])
+    assert expires - finished == timedelta(hours=settings.retention_hours)
     assert not (settings.storage_dir / job["id"]).exists()
-    _error(client.delete(f"/v1/jobs/{job['id']}"), 409, "job_not_cancelable")
+    again = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 200 and again.get_json() == canceled
+    _error(client.post(f"/v1/jobs/{'0' * 32}/cancel"), 404, "job_not_found")
+
+
+def test_a_finished_job_cannot_be_canceled(client, face_crops):
+    job = _upload(client, face_crops["real"][1].read_bytes()).get_json()
+    run_job_here(job["id"])
+    assert client.get(f"/v1/jobs/{job['id']}").get_json()["status"] == "succeeded"
+    _error(client.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_not_cancelable")
+
+
+@pytest.mark.parametrize("finish", [True, False])
+def test_delete_erases_the_job(client, face_crops, video_paths, finish):
+    job = _upload(client, video_paths[1].read_bytes(), name="v.mp4").get_json()
+    if finish:
+        run_job_here(job["id"])
+        frames = client.get(f"/v1/jobs/{job['id']}/frames").get_json()
+        assert frames["status"] == "succeeded" and frames["total"] > 0
+    response = client.delete(f"/v1/jobs/{job['id']}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert not (settings.storage_dir / job["id"]).exists()
+    for path in (f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/frames"):
+        _error(client.get(path), 404, "job_not_found")
+    _error(client.delete(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
+    _error(client.post(f"/v1/jobs/{job['id']}/cancel"), 404, "job_not_found")
+    listed = client.get("/v1/jobs?limit=100").get_json()["jobs"]
+    assert job["id"] not in {j["id"] for j in listed}
+    with session_scope() as session:
+        assert jobs.count_frames(session, job["id"]) == 0
 
 
 def test_frames_only_for_videos_and_heatmaps_only_for_images(client, face_crops, video_paths):
@@ -221,6 +261,52 @@ def test_idempotency_key(client, face_crops):
     repeat = post(data)
     assert repeat.status_code == 200 and repeat.get_json()["id"] == first.get_json()["id"]
     _error(post(face_crops["real"][3].read_bytes()), 409, "idempotency_conflict")
+
+
+def test_idempotency_fingerprints_the_whole_request(client, face_crops):
+    """The same bytes under one key are a different request as 'files' (a batch), with other
+    options, or with the files in another order."""
+    a, b = (p.read_bytes() for p in face_crops["fake"][5:7])
+
+    def post(key: str, field: str, payloads: list[bytes], **form):
+        files = [(io.BytesIO(p), f"{i}.jpg") for i, p in enumerate(payloads)]
+        return client.post(
+            "/v1/jobs",
+            headers={"Idempotency-Key": key},
+            content_type="multipart/form-data",
+            data={field: files, **form},
+        )
+
+    image = post("fp-1", "file", [a])
+    assert image.status_code == 202 and image.get_json()["kind"] == "image"
+    _error(post("fp-1", "files", [a]), 409, "idempotency_conflict")
+    _error(post("fp-1", "file", [a], threshold="0.4"), 409, "idempotency_conflict")
+    batch = post("fp-2", "files", [a, b])
+    assert batch.status_code == 202 and batch.get_json()["kind"] == "batch"
+    _error(post("fp-2", "files", [b, a]), 409, "idempotency_conflict")
+    again = post("fp-2", "files", [a, b])
+    assert again.status_code == 200 and again.get_json()["id"] == batch.get_json()["id"]
+    # the file name is not part of the request's meaning
+    renamed = client.post(
+        "/v1/jobs",
+        headers={"Idempotency-Key": "fp-1"},
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(a), "other-name.jpg")},
+    )
+    assert renamed.status_code == 200 and renamed.get_json()["id"] == image.get_json()["id"]
+
+
+@pytest.mark.parametrize("field", ["sample_fsp", "webhook", "File"])
+def test_unknown_fields_are_refused(client, face_crops, field):
+    data = face_crops["real"][0].read_bytes()
+    body = _error(_upload(client, data, **{field: "1"}), 400, "unknown_field")
+    assert field in body["error"]["message"]
+    stray_file = client.post(
+        "/v1/jobs",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(data), "a.jpg"), "extra": (io.BytesIO(data), "b.jpg")},
+    )
+    _error(stray_file, 400, "unknown_field")
 
 
 def test_health_readiness_and_openapi(client):
@@ -286,3 +372,30 @@ def test_running_job_reports_an_eta(client, face_crops):
         )
     eta = client.get(f"/v1/jobs/{job['id']}").get_json()["progress"]["eta_s"]
     assert 29 <= eta <= 32
+
+
+def test_reads_carry_etags_and_answer_304(client, face_crops):
+    job = _upload(client, face_crops["real"][4].read_bytes()).get_json()
+    # (a running job's body changes as its ETA counts down: lists of queued jobs hold still)
+    for path in (f"/v1/jobs/{job['id']}", "/v1/jobs?limit=5&status=queued"):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["ETag"]
+        same = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert same.status_code == 304 and same.get_data() == b""
+        assert same.headers["ETag"] == first.headers["ETag"]
+        stale = client.get(path, headers={"If-None-Match": '"not-this-one"'})
+        assert stale.status_code == 200 and stale.get_json() == first.get_json()
+    before = client.get(f"/v1/jobs/{job['id']}").headers["ETag"]
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    after = client.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": before})
+    assert after.status_code == 200 and after.get_json()["status"] == "canceled"
+
+
+def test_unfinished_jobs_say_when_to_poll_again(client, face_crops):
+    submitted = _upload(client, face_crops["real"][5].read_bytes())
+    assert submitted.status_code == 202 and int(submitted.headers["Retry-After"]) >= 1
+    job = submitted.get_json()
+    polled = client.get(f"/v1/jobs/{job['id']}")
+    assert polled.get_json()["status"] == "queued" and int(polled.headers["Retry-After"]) >= 1
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert "Retry-After" not in client.get(f"/v1/jobs/{job['id']}").headers

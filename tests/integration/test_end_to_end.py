@@ -100,7 +100,8 @@ def test_production_configuration_redis_postgres(
     long_job = api.submit([video], sample_fps="10").json()
     while api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "queued":
         pass
-    assert requests.delete(f"{api.base}/v1/jobs/{long_job['id']}", timeout=10).status_code == 200
+    cancel = f"{api.base}/v1/jobs/{long_job['id']}/cancel"
+    assert requests.post(cancel, timeout=10).status_code == 200
     after = api.submit([face_crops["real"][4]]).json()
     assert api.wait_job(after["id"])["status"] == "succeeded"
     assert api.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "canceled"
@@ -109,7 +110,8 @@ def test_production_configuration_redis_postgres(
     files = {"file": (face_crops["real"][5].name, face_crops["real"][5].read_bytes())}
     sync = requests.post(f"{api.base}/predict", files=files, timeout=120)
     assert sync.status_code == 200, sync.text
-    assert {"prediction", "confidence", "probability_fake", "probability_real"} <= set(sync.json())
+    verdict = {"prediction", "confidence", "probability_fake", "probability_real"}
+    assert set(sync.json()) >= verdict | {"threshold_applied"}
     many = [("files", (p.name, p.read_bytes())) for p in face_crops["fake"][3:5]]
     many.append(("files", ("notes.jpg", b"plain text, not an image")))
     sync = requests.post(f"{api.base}/predict/batch", files=many, timeout=120).json()
@@ -131,5 +133,6 @@ def test_embedded_configuration_one_command(processes: Processes, face_crops, vi
     sync = requests.post(f"{api.base}/predict/video", files=files, timeout=180)
     assert sync.status_code == 200, sync.text
     body = sync.json()
-    assert body["frames_analyzed"] == 10 and len(body["frame_results"]) == 10
+    assert body["frames_analyzed"] == 10 and body["total_frames"] > 10
+    assert len(body["frame_results"]) == body["faces_detected"] > 0  # frames with a face
     assert body["prediction"] in ("FAKE", "REAL")

@@ -48,7 +48,11 @@ def test_jobs_run_on_object_storage_alone(
 
     # a canceled job's objects are deleted with it
     queued = api.submit([video], sample_fps="1").json()
-    canceled = requests.delete(f"{api.base}/v1/jobs/{queued['id']}", timeout=30)
+    canceled = requests.post(f"{api.base}/v1/jobs/{queued['id']}/cancel", timeout=30)
     assert canceled.status_code == 200, canceled.text
     assert not [k for k in s3_server.keys(bucket) if k.startswith(f"rrr/{queued['id']}/")]
+    # and a finished job erased early takes its objects with it
+    erased = requests.delete(f"{api.base}/v1/jobs/{image['id']}", timeout=30)
+    assert erased.status_code == 204, erased.text
+    assert not [k for k in s3_server.keys(bucket) if k.startswith(f"rrr/{image['id']}/")]
     assert not upload_dir.exists()

@@ -54,35 +54,17 @@ def test_export_writes_an_onnx_file_that_agrees(tmp_path):
     assert '"max_probability_gap"' in result.output
 
 
-class _Answer:
-    def __init__(self, response) -> None:
-        self.status_code = response.status_code
-        self._body = response.get_json()
-
-    def json(self):
-        return self._body
-
-
 def _through_test_client(client, monkeypatch) -> None:
     """``rrr submit`` talks to the API over HTTP with requests: answer it from the Flask test
     client instead, running each job's worker tasks in this process when it is polled."""
     import requests
 
+    from tests.support.inprocess_http import session_factory
     from tests.support.jobs import run_job_here
 
-    def post(url, files, data, timeout):
-        form: dict = dict(data)
-        for field, (name, fh) in files:
-            form.setdefault(field, []).append((fh, name))
-        return _Answer(client.post("/v1/jobs", data=form, content_type="multipart/form-data"))
-
-    def get(url, timeout):
-        path = "/v1/" + url.split("/v1/", 1)[1]
-        run_job_here(path.rsplit("/", 1)[1])
-        return _Answer(client.get(path))
-
-    monkeypatch.setattr(requests, "post", post)
-    monkeypatch.setattr(requests, "get", get)
+    monkeypatch.setattr(
+        requests, "Session", session_factory(client, "http://rrr.test", run_job_here)
+    )
 
 
 def test_submit_wait_prints_one_provenance_line_per_file(client, monkeypatch, tmp_path):
@@ -292,3 +274,38 @@ def test_submit_ends_in_one_verdict_line_per_file():
         "b.txt: error unsupported_media_type: ?",
         "c.jpg: UNCERTAIN (unsure, too close to call), 52% manipulation score, 2 faces",
     ]
+
+
+def test_submit_sends_key_options_and_idempotency_key(
+    client, monkeypatch, override_settings, face_crops, video_paths
+):
+    import json
+
+    key = "cli-key-" + "x" * 24
+    override_settings(RRR_API_KEYS=key)
+    _through_test_client(client, monkeypatch)
+    runner = CliRunner()
+    url = ["--url", "http://rrr.test"]
+    crops = [str(p) for p in face_crops["real"][:2]]
+
+    refused = runner.invoke(cli, ["submit", crops[0], *url])
+    assert refused.exit_code == 1 and refused.stderr.startswith("rrr: error: unauthorized")
+
+    done = runner.invoke(cli, ["submit", *crops, "--wait", *url], env={"RRR_API_KEY": key})
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2  # one verdict line per file
+    for path, line in zip(crops, lines, strict=True):
+        assert path.rsplit("/", 1)[-1] in line
+
+    video = str(video_paths[0])
+    options = ["--sampling", "keyframes", "--sample-fps", "2", "--max-frames", "5"]
+    options += ["--idempotency-key", "cli-1", "--api-key", key, "--json"]
+    first = runner.invoke(cli, ["submit", video, *options, *url])
+    assert first.exit_code == 0, first.output
+    job = json.loads(first.stdout)
+    assert job["params"] == {"sample_fps": 2.0, "max_frames": 5, "sampling": "keyframes"}
+    again = runner.invoke(cli, ["submit", video, *options, *url])
+    assert json.loads(again.stdout)["id"] == job["id"]  # the key names the same job
+    other = runner.invoke(cli, ["submit", crops[0], *options, *url])
+    assert other.exit_code == 1 and "idempotency_conflict" in other.stderr

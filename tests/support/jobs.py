@@ -38,7 +38,10 @@ def run_job_here(job_id: str) -> None:
 
     process_job.run(job_id)
     with session_scope() as session:
-        attempt = session.get(Job, job_id).attempts
+        job = session.get(Job, job_id)
+        if job is None:  # there is no such job (or it was deleted): nothing to run
+            return
+        attempt = job.attempts
         indices = list(session.scalars(select(Segment.index).where(Segment.job_id == job_id)))
     for index in indices:
         process_segment.run(job_id, index, attempt)
