@@ -156,17 +156,23 @@ def _listed_by_name_or_address(host: str) -> bool:
 
 
 def parse(url: str | None, events: list[str]) -> tuple[str, str] | None:
-    """Validate the submit form's ``webhook`` and ``webhook_events`` into (url, "a,b"), or
-    None when no webhook was asked for; a BadRequest says what is wrong."""
-    chosen = [e.strip() for value in events for e in value.split(",") if e.strip()]
-    if not url:
-        if chosen:
+    """Validate the submit form's ``webhook`` and ``webhook_events`` (each value a comma-
+    separated list of events, no spaces) into (url, "a,b"), or None when no webhook was asked
+    for; a BadRequest says what is wrong."""
+    chosen = [e for value in events for e in value.split(",")]
+    if url is None:
+        if events:
             raise BadRequest("webhook_events needs a webhook URL", code="invalid_field")
         return None
-    unknown = sorted(set(chosen) - set(EVENTS))
+    if not url:
+        raise BadRequest(
+            "webhook is empty: send an https:// URL or leave it out", "invalid_webhook"
+        )
+    unknown = [e for e in chosen if e not in EVENTS]
     if unknown:
         raise BadRequest(
-            f"webhook_events takes {', '.join(EVENTS)}; got {ascii(unknown[0][:40])}",
+            f"webhook_events takes {', '.join(EVENTS)}, comma-separated; "
+            f"got {ascii(unknown[0][:40])}",
             code="invalid_field",
         )
     if not settings.webhook_secret:

@@ -45,6 +45,13 @@ def test_without_a_secret_webhooks_are_refused(client, override_settings):
         ({"webhook": "https://" + "a" * 2050}, "invalid_webhook", "longer than"),
         ({"webhook": "http://127.0.0.1:1/x", "webhook_events": "done"}, "invalid_field", "start"),
         ({"webhook_events": "completed"}, "invalid_field", "needs a webhook"),
+        ({"webhook": ""}, "invalid_webhook", "empty"),
+        ({"webhook": "http://127.0.0.1:1/x", "webhook_events": ""}, "invalid_field", "got ''"),
+        (
+            {"webhook": "http://127.0.0.1:1/x", "webhook_events": "start, completed"},
+            "invalid_field",
+            "comma-separated",
+        ),
         ({"callback_url": "http://127.0.0.1:1/x"}, "unknown_field", "webhook"),
     ],
 )

@@ -97,6 +97,7 @@ FORMS = [
     ("sampling-nul", {"sampling": "exact\x00"}),
     ("sampling-unknown", {"sampling": "EXACT"}),
     ("webhook-events-without-url", {"webhook_events": "completed"}),
+    ("webhook-events-empty", {"webhook_events": ""}),
 ]
 
 # (case id, headers on a valid image upload)
