@@ -224,6 +224,7 @@ def test_a_delivery_is_signed_retried_with_backoff_and_recorded(migrated, overri
         RRR_WEBHOOK_RETRY_BASE_S="30",
         RRR_WEBHOOK_MAX_ATTEMPTS="3",
     )
+    from api.openapi import JobSchema
     from api.schemas import job_json
 
     with Receiver(statuses=[500]) as receiver:
@@ -251,7 +252,9 @@ def test_a_delivery_is_signed_retried_with_backoff_and_recorded(migrated, overri
     assert event["data"]["id"] == job_id and event["data"]["status"] == "succeeded"
     assert headers["content-type"] == "application/json"
     with session_scope() as session:
-        shown = job_json(jobs.get_job(session, job_id))["webhook"]
+        job = job_json(jobs.get_job(session, job_id))
+    assert JobSchema().validate(job) == {}  # as the OpenAPI document describes it
+    shown = job["webhook"]
     assert shown["url"] == receiver.url and shown["events"] == ["completed"]
     assert [(d["event"], d["attempt"], d.get("status_code")) for d in shown["deliveries"]] == [
         ("completed", 1, 500),
