@@ -57,6 +57,18 @@ def claim_due(limit: int = SENDERS) -> list[tuple[str, int]]:
             .limit(limit)
         ).all()
         for delivery_id, attempts in due:
+            if attempts >= settings.webhook_max_attempts:
+                # its last attempt never recorded an outcome (the sender died or raised)
+                session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.attempts == attempts,
+                        WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                    )
+                    .values(status=DeliveryStatus.FAILED.value)
+                )
+                continue
             won = session.execute(
                 update(WebhookDelivery)
                 .where(

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from rrr.client import Client
 from tests.shared.test_webhooks import new_secret
 from tests.support.receiver import Receiver
 from tests.support.service import Processes, start_service
@@ -38,8 +39,10 @@ def test_events_are_signed_retried_and_shown_on_the_job(
             webhook_events="start,progress,completed",
         )
         assert submitted.status_code == 202, submitted.text
-        image = api.submit([face_crops["fake"][0]], webhook=image_receiver.url)
-        assert image.status_code == 202, image.text
+        image = Client(api.base).submit(
+            [face_crops["fake"][0]], webhook=image_receiver.url, webhook_events=["completed"]
+        )
+        assert image["webhook"]["events"] == ["completed"]
         job_id = submitted.json()["id"]
         job = api.wait_job(job_id)
         assert job["status"] == "succeeded", job
@@ -75,7 +78,7 @@ def test_events_are_signed_retried_and_shown_on_the_job(
 
     [(headers, body)] = image_receiver.received
     event = verifier.verify(body, headers)
-    assert event["type"] == "job.completed" and event["data"]["id"] == image.json()["id"]
+    assert event["type"] == "job.completed" and event["data"]["id"] == image["id"]
 
 
 def _sent(receiver: Receiver, message_id: str) -> list[bytes]:

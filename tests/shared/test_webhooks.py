@@ -294,3 +294,24 @@ def test_a_listed_name_resolving_to_a_private_address_is_refused_at_delivery(
         _dispatch_job(job_id)
         [row] = deliveries(job_id)
         assert "private, loopback" in row.log[0]["error"] and receiver.received == []
+
+
+def test_a_delivery_whose_last_attempt_never_reported_is_settled_failed(
+    migrated, override_settings
+):
+    # its sender died mid-attempt and the lease ran out: no attempt is left to make
+    override_settings(RRR_WEBHOOK_SECRET=new_secret(), RRR_WEBHOOK_MAX_ATTEMPTS="2")
+    from worker.webhooks import claim_due
+
+    job_id = hooked_job("https://hooks.example.com/x", "start")
+    with session_scope() as session:
+        jobs.mark_running(session, job_id, 300)
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.job_id == job_id)
+            .values(attempts=2, next_attempt_at=utcnow())
+        )
+    claimed = claim_due(100)
+    [row] = deliveries(job_id)
+    assert row.id not in {delivery_id for delivery_id, _ in claimed}
+    assert row.status == DeliveryStatus.FAILED.value
