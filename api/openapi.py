@@ -57,6 +57,12 @@ _UPLOAD = {
                         "description": "P(FAKE) at or above which a face is FAKE "
                         "(default: the model's)",
                     },
+                    "heatmap": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "image only: make the heatmap with the verdict (by "
+                        "default it is made when GET .../heatmap first asks for it)",
+                    },
                 },
             }
         }
@@ -244,8 +250,14 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_JOB_ID],
             "get": {
                 "summary": "Image jobs: the image with a Grad-CAM overlay on every face",
+                "description": "Made by a worker when first asked for, then kept: 202 with "
+                "Retry-After until it is ready.",
                 "responses": {
                     "200": {"description": "PNG", "content": {"image/png": {}}},
+                    "202": {
+                        "description": "being made; ask again after Retry-After seconds",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                     "404": _ERRORS["404"],
                     "409": _ERRORS["409"],
                 },

@@ -94,9 +94,25 @@ function faceBoxes(faces, width, height, threshold) {
   });
 }
 
-async function heatmapUrl(jobId) {
-  // Through the API helper (not a bare <img src>) so an API key is sent when one is set.
-  return URL.createObjectURL(await api(`/v1/jobs/${jobId}/heatmap`, { as: "blob" }));
+// A worker makes the heatmap when it is first asked for: the service answers 202 until it is
+// stored, so ask again each second (onWait runs while waiting), for up to a minute.
+const HEATMAP_WAIT_MS = 1000;
+const HEATMAP_TRIES = 60;
+
+async function heatmapUrl(jobId, onWait = () => {}) {
+  for (let i = 0; i < HEATMAP_TRIES; i++) {
+    // Through the API helper (not a bare <img src>) so an API key is sent when one is set.
+    const blob = await api(`/v1/jobs/${jobId}/heatmap`, { as: "blob", pending: true });
+    if (blob) return URL.createObjectURL(blob);
+    onWait();
+    await new Promise((resolve) => setTimeout(resolve, HEATMAP_WAIT_MS));
+  }
+  throw new Error("The heatmap is taking longer than expected; try again in a moment.");
+}
+
+// Whether the service can draw a heatmap for this result: every image job with a face can.
+function hasHeatmap(r) {
+  return Boolean(r.heatmap || (r.faces || []).length);
 }
 
 export function renderImage(job, localFile, body) {
@@ -117,35 +133,51 @@ export function renderImage(job, localFile, body) {
   if (localFile) {
     // A format the browser cannot show (e.g. TIFF): fall back to the heatmap, which is a PNG.
     base.addEventListener("error", () => {
-      if (r.heatmap) heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {});
+      if (hasHeatmap(r)) heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {});
     }, { once: true });
     base.src = fileUrl(localFile);
     base.alt = `The uploaded image, ${localFile.name}, with each face outlined`;
     note.textContent = "Boxes: red = flagged as manipulated, green = looks real.";
-  } else if (r.heatmap) {
+  } else if (hasHeatmap(r)) {
     // Reopened by URL: the service does not serve the original, but the heatmap is the full image.
-    heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {
-      note.textContent = "The image is not available.";
-    });
+    heatmapUrl(job.id, () => { note.textContent = "Preparing the heatmap…"; note.classList.add("busy"); })
+      .then((url) => {
+        base.src = url;
+        note.classList.remove("busy");
+        note.textContent = "The service keeps only the heatmap version of the image (warm colours: where the model looked).";
+      })
+      .catch(() => {
+        note.classList.remove("busy");
+        note.textContent = "The image is not available.";
+      });
     base.alt = "The analysed image with a Grad-CAM heatmap over each face";
     note.textContent = "The service keeps only the heatmap version of the image (warm colours: where the model looked).";
   } else {
     figure.hidden = true;
   }
 
-  if (localFile && r.heatmap) {
+  if (localFile && hasHeatmap(r)) {
     const toggle = el("input", { type: "checkbox", id: "heatmap-toggle" });
     const label = el("label", { for: "heatmap-toggle", class: "toggle" }, toggle,
       " Show the Grad-CAM heatmap (where the model looked)");
     figure.after(label);
+    const boxesNote = note.textContent;
     toggle.addEventListener("change", async () => {
       if (toggle.checked && !heat.src) {
+        toggle.disabled = true;
         try {
-          heat.src = await heatmapUrl(job.id);
+          heat.src = await heatmapUrl(job.id, () => {
+            note.textContent = "Preparing the heatmap…";
+            note.classList.add("busy");
+          });
+          note.textContent = boxesNote;
         } catch (err) {
           toggle.checked = false;
           note.textContent = `Heatmap unavailable: ${err.message}`;
           return;
+        } finally {
+          toggle.disabled = false;
+          note.classList.remove("busy");
         }
       }
       heat.hidden = !toggle.checked;
