@@ -210,7 +210,8 @@ def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bo
                 kind=stored.kind,
                 inputs=stored.inputs,
                 params=submission.params,
-                progress_total=len(stored.inputs) if stored.kind == JobKind.BATCH else 0,
+                # an image is one step; a video's total is known once a worker probes it
+                progress_total=0 if stored.kind == JobKind.VIDEO else len(stored.inputs),
                 idempotency_key=key,
                 request_sha256=stored.request_sha256,
                 job_id=job_id,

@@ -33,9 +33,9 @@ def run_image(
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
+    # no progress write before the analysis: the claim was just made, and a job canceled
+    # meanwhile is still caught, by mark_succeeded refusing to finish it (one transaction less)
     with storage.local_path(inputs[0]["key"]) as path:
-        if not _progress(job_id, attempt)(0, 1):
-            raise Canceled()
         result, heatmap = analyzer.analyze_image(
             path, explain=bool(params.get("heatmap")), mime=inputs[0].get("media_type")
         )
@@ -43,7 +43,7 @@ def run_image(
         storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
     # whether GET /v1/jobs/<id>/heatmap has something to show (made now or on request)
     result["heatmap"] = bool(result["faces"])
-    _succeed(job_id, attempt, JobKind.IMAGE, result, started)
+    _succeed(job_id, attempt, JobKind.IMAGE, result, started, steps=1)
 
 
 def make_heatmap(job_id: str) -> None:
@@ -116,10 +116,15 @@ def _local_paths(inputs: list[dict[str, Any]]) -> Iterator[list[Path | None]]:
 
 
 def _succeed(
-    job_id: str, attempt: int, kind: JobKind, result: dict[str, Any], started: float
+    job_id: str,
+    attempt: int,
+    kind: JobKind,
+    result: dict[str, Any],
+    started: float,
+    steps: int | None = None,
 ) -> None:
     with session_scope() as session:
-        if not jobs.mark_succeeded(session, job_id, attempt, result):
+        if not jobs.mark_succeeded(session, job_id, attempt, result, steps):
             raise Canceled()
         metrics.observe(session, _stage_seconds(kind, result, started))
     log.info("job %s: succeeded", job_id)
