@@ -97,5 +97,5 @@ def test_fine_map_reads_the_same_map_at_a_finer_step(face_crops):
     assert all(c.shape == crop.shape for c in shifted_crops(rgb, region, 4))
     fine = analyzer.detector.fine_gradcam(rgb, region)
     assert fine.shape == crop.shape[:2] and fine.dtype == np.float32
-    assert 0.0 <= fine.min() and fine.max() <= 1.0 + 1e-6
+    assert fine.min() >= 0.0 and fine.max() <= 1.0 + 1e-6
     assert np.corrcoef(fine.ravel(), coarse.ravel())[0, 1] > 0.5  # the same evidence, sharper
