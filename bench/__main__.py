@@ -3,7 +3,7 @@
     python -m bench                      # every section (about 10 min here, once the test
                                          # videos are built: the first run adds ~15 min)
     python -m bench engine stages        # only some: engine stages service api scaling capacity
-                                         # provenance
+                                         # provenance system
     python -m bench --quick              # smaller inputs, for a smoke run
 
 Sections:
@@ -19,6 +19,8 @@ Sections:
             produces
   provenance  the time reading provenance (C2PA, XMP, metadata traces) adds per file, with and
             without Content Credentials
+  system    single-image and batch jobs end to end (embedded default, and PostgreSQL + Redis)
+            against the bare pipeline in the same run, with the CPU each process spends per job
 Videos are built once from ../shared/data/videos under var/bench/ (never committed).
 """
 
@@ -35,7 +37,7 @@ from typing import Any
 
 from bench.data import BENCH_DIR
 
-SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance")
+SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance", "system")
 
 
 def machine() -> dict[str, Any]:
@@ -258,6 +260,12 @@ def run_capacity(quick: bool, scaling: dict[str, Any] | None) -> dict[str, Any]:
 
 def run_provenance(quick: bool) -> dict[str, Any]:
     from bench.provenance import measure
+
+    return measure(quick)
+
+
+def run_system(quick: bool) -> dict[str, Any]:
+    from bench.system import measure
 
     return measure(quick)
 
