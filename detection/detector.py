@@ -216,7 +216,6 @@ class Detector:
             cam = self.engine.run(preprocess([crop], self.config))[1][0]
         return crop_map(cam, crop.shape[0], crop.shape[1])
 
-
     def fine_gradcam(
         self, rgb: np.ndarray, region: tuple[int, int, int, int], factor: int = FINE_FACTOR
     ) -> np.ndarray:
