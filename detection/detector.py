@@ -223,7 +223,7 @@ class Detector:
         shift and stitch): (H, W) in [0, 1] over ``region`` (x0, y0, x1, y1) of ``rgb``."""
         x0, y0, x1, y1 = region
         cells = -(-self.config.input_size // FEATURE_STRIDE)
-        crops = shifted_crops(rgb, region, cells, factor)
+        crops = shifted_crops(rgb, region, cells, self.config.input_size, factor)
         with self._lock:
             cams = np.concatenate(
                 [

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from detection.model import resize_face
+
 
 def crop_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
     """A raw (h, w) activation map -> (height, width) float32 map in [0, 1] over the crop."""
@@ -39,23 +41,37 @@ def shifted_crops(
     rgb: np.ndarray,
     region: tuple[int, int, int, int],
     cells: int,
+    size: int,
     factor: int = FINE_FACTOR,
 ) -> list[np.ndarray]:
     """The ``factor`` x ``factor`` crops whose maps interleave into one ``cells * factor`` map
-    of ``region`` (x0, y0, x1, y1), row by row: the window moved by (k + 1/2) / factor - 1/2
-    cells of the last block on each axis (to the nearest pixel), so the stitched cells' centres
-    fall on an even grid. Past the image's edge, the edge is mirrored."""
+    of ``region`` (x0, y0, x1, y1), row by row, each already resized to the model's ``size``:
+    the window moved by (k + 1/2) / factor - 1/2 cells of the last block on each axis (to the
+    nearest pixel), so the stitched cells' centres fall on an even grid. Past the image's edge,
+    the edge is mirrored. Only the region's surroundings are copied, and each crop is shrunk at
+    once: a face in a 36-megapixel photo costs no copy of the photo."""
     x0, y0, x1, y1 = region
     width, height = x1 - x0, y1 - y0
     offsets = [(k + 0.5) / factor - 0.5 for k in range(factor)]
     pad = int(np.ceil(max(width, height) / cells / 2)) + 1
-    padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    img_h, img_w = rgb.shape[:2]
+    ex0, ey0, ex1, ey1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    cx0, cy0, cx1, cy1 = max(0, ex0), max(0, ey0), min(img_w, ex1), min(img_h, ey1)
+    around = cv2.copyMakeBorder(
+        np.ascontiguousarray(rgb[cy0:cy1, cx0:cx1]),
+        cy0 - ey0,
+        ey1 - cy1,
+        cx0 - ex0,
+        ex1 - cx1,
+        cv2.BORDER_REFLECT_101,
+    )
     crops = []
     for oy in offsets:
         for ox in offsets:
             dx, dy = round(ox * width / cells), round(oy * height / cells)
-            top, left = y0 + dy + pad, x0 + dx + pad
-            crops.append(np.ascontiguousarray(padded[top : top + height, left : left + width]))
+            top, left = pad + dy, pad + dx
+            window = np.ascontiguousarray(around[top : top + height, left : left + width])
+            crops.append(resize_face(window, size))
     return crops
 
 

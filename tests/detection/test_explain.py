@@ -94,7 +94,8 @@ def test_fine_map_reads_the_same_map_at_a_finer_step(face_crops):
     # one window, not moved: exactly the 4x4 map
     assert np.array_equal(analyzer.detector.fine_gradcam(rgb, region, factor=1), coarse)
     # shifted windows near the image's edge are mirrored, never cut short
-    assert all(c.shape == crop.shape for c in shifted_crops(rgb, region, 4))
+    size = analyzer.detector.config.input_size
+    assert all(c.shape == (size, size, 3) for c in shifted_crops(rgb, region, 4, size))
     fine = analyzer.detector.fine_gradcam(rgb, region)
     assert fine.shape == crop.shape[:2] and fine.dtype == np.float32
     assert fine.min() >= 0.0 and fine.max() <= 1.0 + 1e-6
