@@ -162,7 +162,8 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
         (Job.status == JobStatus.RUNNING.value)
         & (Job.updated_at < now - timedelta(seconds=stale_after_s))
     )
-    result = session.execute(
+    # RETURNING (SQLite 3.35+, PostgreSQL): the claim and its attempt number in one statement
+    return session.scalar(
         update(Job)
         .where(Job.id == job_id, claimable)
         .values(
@@ -174,10 +175,8 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
             progress_at=None,
             progress_rate=None,
         )
+        .returning(Job.attempts)
     )
-    if result.rowcount != 1:
-        return None
-    return session.scalar(select(Job.attempts).where(Job.id == job_id))
 
 
 def write_if_owned(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
