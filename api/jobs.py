@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -22,6 +24,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
 from shared.models import JobKind, JobStatus
+from shared.queue import publish_heatmap
 from shared.storage import frame_key, get_storage, heatmap_key, thumbnail_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
@@ -171,7 +174,8 @@ def frames(job_id: str):
 
 @bp.get("/jobs/<job_id>/heatmap")
 def heatmap(job_id: str):
-    """The image with a Grad-CAM overlay on each face (computed by the worker with the verdict)."""
+    """The image with a Grad-CAM overlay on each face. Made by a worker when first asked for
+    (the API never loads the model): until it is stored, 202 with Retry-After; then the PNG."""
     with session_scope() as session:
         job = jobs.get_job(session, job_id, current_owner())
     if job.kind != JobKind.IMAGE:
@@ -181,17 +185,28 @@ def heatmap(job_id: str):
             f"the job is {job.status}; its heatmap exists once it has succeeded",
             code="job_not_finished",
         )
+    if not (job.result or {}).get("faces"):
+        raise NotFound("this job has no heatmap: no face was found", code="no_heatmap")
+    storage = get_storage()
+    key = heatmap_key(job_id)
     try:
-        if not (job.result or {}).get("heatmap"):
-            raise FileNotFoundError
-        png = get_storage().read_bytes(heatmap_key(job_id))
+        return Response(storage.read_bytes(key), mimetype="image/png")
     except FileNotFoundError:
-        raise NotFound(
-            "this job has no heatmap: no face was found, or heatmaps were disabled "
-            "(RRR_HEATMAPS=0) when it ran",
-            code="no_heatmap",
-        ) from None
-    return Response(png, mimetype="image/png")
+        pass
+    if not storage.exists(job.inputs[0]["key"]):
+        raise NotFound("this job's upload is no longer stored", code="no_heatmap")
+    if _heatmap_requests.due(job_id):
+        publish_heatmap(job_id)
+    response = jsonify(
+        {
+            "status": "preparing",
+            "message": "the heatmap is being made; ask again after Retry-After seconds",
+        }
+    )
+    response.status_code = 202
+    response.headers["Retry-After"] = str(HEATMAP_RETRY_AFTER_S)
+    response.headers["Location"] = f"/v1/jobs/{job_id}/heatmap"
+    return response
 
 
 @bp.get("/jobs/<job_id>/thumbnails/<int:index>")
@@ -237,3 +252,31 @@ def _kept_jpeg(key: str, missing: str) -> Response:
     # a kept picture never changes; it only disappears with its job
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
+    return response
+
+
+HEATMAP_RETRY_AFTER_S = 1
+
+
+class _Requests:
+    """When this process last asked a worker for each job's heatmap: a client polling every
+    second then sends one task message, not one per poll; a message lost with a restarted
+    broker is sent again after ``resend_s``. Per process, in memory: no database write."""
+
+    def __init__(self, resend_s: float = 30.0, keep: int = 10_000) -> None:
+        self.resend_s, self.keep = resend_s, keep
+        self._sent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, job_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._sent.get(job_id, -self.resend_s) < self.resend_s:
+                return False
+            if len(self._sent) >= self.keep:
+                self._sent = {k: t for k, t in self._sent.items() if now - t < self.resend_s}
+            self._sent[job_id] = now
+            return True
+
+
+_heatmap_requests = _Requests()

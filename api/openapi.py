@@ -360,6 +360,11 @@ class FramePageSchema(Schema):
 # ---------------------------------------------------------------------------------- the rest
 
 
+class PreparingSchema(Schema):
+    status = fields.String(required=True, validate=validate.Equal("preparing"))
+    message = fields.String(required=True)
+
+
 class HealthSchema(Schema):
     status = fields.String(required=True, validate=validate.Equal("ok"))
 
@@ -434,6 +439,7 @@ class PrototypeVideoSchema(PrototypeVerdictSchema):
 
 SCHEMAS: dict[str, type[Schema]] = {
     "Error": ErrorSchema,
+    "Preparing": PreparingSchema,
     "PrototypeError": PrototypeErrorSchema,
     "Face": FaceSchema,
     "Provenance": ProvenanceSchema,
@@ -542,6 +548,12 @@ def _upload_form(prototype: str | None) -> dict[str, Any]:
             "sampling": {"type": "string", "enum": [s.value for s in Sampling]},
             "max_frames": {"type": "integer", "minimum": 1, "maximum": settings.max_frames},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "heatmap": {
+                "type": "boolean",
+                "default": False,
+                "description": "image only: make the heatmap with the verdict (by default it is "
+                "made when GET .../heatmap first asks for it)",
+            },
             "webhook": {
                 "type": "string",
                 "format": "uri",
@@ -674,7 +686,12 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": {
                 "operationId": "getHeatmap",
                 "summary": "Image jobs: the image with a Grad-CAM overlay on every face",
+                "description": "Made by a worker when first asked for, then kept: 202 with "
+                "Retry-After until it is ready.",
                 "responses": {
+                    "202": _response(
+                        "being made; ask again after Retry-After", "Preparing", "Retry-After"
+                    ),
                     "200": {
                         "description": "PNG",
                         "content": {

@@ -64,7 +64,7 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
     links = {"self": f"/v1/jobs/{job.id}", "cancel": f"/v1/jobs/{job.id}/cancel"}
     if job.kind == JobKind.VIDEO:
         links["frames"] = f"/v1/jobs/{job.id}/frames"
-    if job.kind == JobKind.IMAGE and (job.result or {}).get("heatmap"):
+    if job.kind == JobKind.IMAGE and (job.result or {}).get("faces"):
         links["heatmap"] = f"/v1/jobs/{job.id}/heatmap"
     if job.kind == JobKind.IMAGE and (job.result or {}).get("thumbnail"):
         links["thumbnail"] = f"/v1/jobs/{job.id}/thumbnails/0"
@@ -157,6 +157,13 @@ def parse_job_params(form) -> dict[str, Any]:
             code="invalid_field",
         )
     params["sampling"] = sampling
+    heatmap = (form.get("heatmap") or "").strip().lower()
+    if heatmap in ("1", "true", "yes", "on"):
+        # image jobs: make the heatmap with the verdict rather than when first asked for;
+        # absent when not asked, so earlier requests keep their Idempotency-Key digest
+        params["heatmap"] = True
+    elif heatmap not in ("", "0", "false", "no", "off"):
+        raise BadRequest(f"heatmap must be true or false, got {heatmap[:40]!r}", "invalid_field")
     return params
 
 

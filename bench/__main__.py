@@ -3,7 +3,7 @@
     python -m bench                      # every section (about 10 min here, once the test
                                          # videos are built: the first run adds ~15 min)
     python -m bench engine stages        # only some: engine stages service api scaling capacity
-                                         # provenance storage
+                                         # provenance storage system
     python -m bench --quick              # smaller inputs, for a smoke run
 
 Sections:
@@ -21,6 +21,8 @@ Sections:
             without Content Credentials
   storage   the latency an S3 object store (RRR_STORAGE_URL) adds to an image job, against a
             local upload directory, and its put/read times alone
+  system    single-image and batch jobs end to end (embedded default, and PostgreSQL + Redis)
+            against the bare pipeline in the same run, with the CPU each process spends per job
 Videos are built once from ../shared/data/videos under var/bench/ (never committed).
 """
 
@@ -37,7 +39,17 @@ from typing import Any
 
 from bench.data import BENCH_DIR
 
-SECTIONS = ("engine", "stages", "service", "api", "scaling", "capacity", "provenance", "storage")
+SECTIONS = (
+    "engine",
+    "stages",
+    "service",
+    "api",
+    "scaling",
+    "capacity",
+    "provenance",
+    "storage",
+    "system",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -266,6 +278,12 @@ def run_provenance(quick: bool) -> dict[str, Any]:
 
 def run_storage(quick: bool) -> dict[str, Any]:
     from bench.storage import measure
+
+    return measure(quick)
+
+
+def run_system(quick: bool) -> dict[str, Any]:
+    from bench.system import measure
 
     return measure(quick)
 

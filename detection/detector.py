@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from detection.explain import crop_map
+from detection.explain import FINE_FACTOR, crop_map, shifted_crops, stitch
 from detection.model import (
     ONNX_CONFIG_KEY,
     ModelConfig,
@@ -216,6 +216,26 @@ class Detector:
             cam = self.engine.run(preprocess([crop], self.config))[1][0]
         return crop_map(cam, crop.shape[0], crop.shape[1])
 
+    def fine_gradcam(
+        self, rgb: np.ndarray, region: tuple[int, int, int, int], factor: int = FINE_FACTOR
+    ) -> np.ndarray:
+        """The same map read at ``factor`` times its resolution (detection/explain.py,
+        shift and stitch): (H, W) in [0, 1] over ``region`` (x0, y0, x1, y1) of ``rgb``."""
+        x0, y0, x1, y1 = region
+        cells = -(-self.config.input_size // FEATURE_STRIDE)
+        crops = shifted_crops(rgb, region, cells, self.config.input_size, factor)
+        with self._lock:
+            cams = np.concatenate(
+                [
+                    self.engine.run(preprocess(crops[start : start + BATCH_SIZE], self.config))[1]
+                    for start in range(0, len(crops), BATCH_SIZE)
+                ]
+            )
+        return crop_map(stitch(cams, factor), y1 - y0, x1 - x0)
+
+
+# EfficientNet-B0's last block holds one cell per 32 input pixels
+FEATURE_STRIDE = 32
 
 _detector: Detector | None = None
 _detector_lock = threading.Lock()

@@ -53,7 +53,6 @@ class Settings:
     api_connections: int
     client_timeout_s: float
     max_segments: int
-    heatmaps: bool
     stale_after_s: float
     requeue_after_s: float
     job_deadline_s: float
@@ -121,7 +120,6 @@ class Settings:
             api_connections=int(_env("RRR_API_CONNECTIONS", "1000")),
             client_timeout_s=float(_env("RRR_CLIENT_TIMEOUT_S", "60")),
             max_segments=int(_env("RRR_MAX_SEGMENTS", "128")),
-            heatmaps=_env("RRR_HEATMAPS", "1").lower() not in ("0", "false", "no", "off"),
             stale_after_s=float(_env("RRR_STALE_AFTER_S", "300")),
             requeue_after_s=float(_env("RRR_REQUEUE_AFTER_S", "600")),
             job_deadline_s=float(_env("RRR_JOB_DEADLINE_S", "14400")),

@@ -168,7 +168,8 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
         (Job.status == JobStatus.RUNNING.value)
         & (Job.updated_at < now - timedelta(seconds=stale_after_s))
     )
-    result = session.execute(
+    # RETURNING (SQLite 3.35+, PostgreSQL): the claim and its attempt number in one statement
+    attempt = session.scalar(
         update(Job)
         .where(Job.id == job_id, claimable)
         .values(
@@ -180,10 +181,8 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
             progress_at=None,
             progress_rate=None,
         )
+        .returning(Job.attempts)
     )
-    if result.rowcount != 1:
-        return None
-    attempt = session.scalar(select(Job.attempts).where(Job.id == job_id))
     if attempt == 1:  # a job reclaimed from a dead worker has started already
         webhooks.emit(session, job_id, "start")
     return attempt

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from celery import Celery
 
+from shared import fsbroker
 from shared.config import settings
+
+fsbroker.register()  # filesystem:// writes each message atomically (shared/fsbroker.py)
 
 TASK_NAME = "rrr.process_job"
 SEGMENT_TASK_NAME = "rrr.process_segment"
+HEATMAP_TASK_NAME = "rrr.make_heatmap"  # an image job's heatmap, made when first asked for
 IMAGE_QUEUE = "images"  # single images and batches: short tasks
 VIDEO_QUEUE = "videos"  # long tasks, kept apart so they cannot starve image jobs
 # Redis redelivers an unacknowledged message after this long; it must exceed the longest task.
@@ -51,7 +55,11 @@ def make_celery() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=IMAGE_QUEUE,
-        task_routes={TASK_NAME: {"queue": IMAGE_QUEUE}, SEGMENT_TASK_NAME: {"queue": VIDEO_QUEUE}},
+        task_routes={
+            TASK_NAME: {"queue": IMAGE_QUEUE},
+            SEGMENT_TASK_NAME: {"queue": VIDEO_QUEUE},
+            HEATMAP_TASK_NAME: {"queue": IMAGE_QUEUE},
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -86,6 +94,11 @@ def queue_depth(queue: str) -> int:
 def publish_segment(job_id: str, index: int, attempt: int) -> None:
     """Enqueue one segment of a video job (any worker on the video queue may take it)."""
     celery_app.send_task(SEGMENT_TASK_NAME, args=[job_id, index, attempt], queue=VIDEO_QUEUE)
+
+
+def publish_heatmap(job_id: str) -> None:
+    """Ask a worker for a finished image job's heatmap (on the image queue: a short task)."""
+    celery_app.send_task(HEATMAP_TASK_NAME, args=[job_id], queue=IMAGE_QUEUE)
 
 
 def broker_reachable(timeout_s: float = 2.0) -> bool:

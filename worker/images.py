@@ -1,4 +1,5 @@
-"""Image and batch jobs: analyse the stored uploads in this worker, then record the verdict.
+"""Image and batch jobs: analyse the stored uploads in this worker, then record the verdict;
+and an image job's heatmap, made when it is first asked for.
 
 A video job is planned into segments instead (worker/videos.py).
 """
@@ -15,10 +16,9 @@ from typing import Any
 
 from detection.analyzer import Canceled, get_analyzer
 from shared import jobs, metrics
-from shared.config import settings
 from shared.db import session_scope
-from shared.errors import MediaError
-from shared.models import JobKind
+from shared.errors import DetectionError, MediaError
+from shared.models import Job, JobKind, JobStatus
 from shared.storage import get_storage, heatmap_key, thumbnail_key
 from worker import thumbnails
 
@@ -28,8 +28,9 @@ log = logging.getLogger("rrr.worker")
 def run_image(
     job_id: str, attempt: int, inputs: list[dict[str, Any]], params: dict[str, Any]
 ) -> None:
-    """One image: its verdict and provenance, and its Grad-CAM overlay stored beside the
-    upload."""
+    """One image: its verdict and provenance. Its heatmap is made here only when the submit
+    asked for it (``heatmap=true``); otherwise when first requested (``make_heatmap``): most
+    verdicts are never looked at that closely, and the heatmap cost more than the verdict."""
     started = time.perf_counter()
     analyzer = get_analyzer(params.get("threshold"))
     storage = get_storage()
@@ -37,17 +38,47 @@ def run_image(
     analyzer.on_image = lambda _source, rgb: kept.append(
         thumbnails.keep(storage, thumbnail_key(job_id, 0), thumbnails.image_thumbnail(rgb))
     )
+    # no progress write before the analysis: the claim was just made, and a job canceled
+    # meanwhile is still caught, by mark_succeeded refusing to finish it (one transaction less)
     with storage.source(inputs[0]["key"]) as source:
-        if not _progress(job_id, attempt)(0, 1):
-            raise Canceled()
         result, heatmap = analyzer.analyze_image(
-            source, explain=settings.heatmaps, mime=inputs[0].get("media_type")
+            source, explain=bool(params.get("heatmap")), mime=inputs[0].get("media_type")
         )
     if heatmap is not None:
         storage.put(heatmap_key(job_id), io.BytesIO(heatmap), len(heatmap))
-    result["heatmap"] = heatmap is not None
+    # whether GET /v1/jobs/<id>/heatmap has something to show (made now or on request)
+    result["heatmap"] = bool(result["faces"])
     result["thumbnail"] = any(kept)
-    _succeed(job_id, attempt, JobKind.IMAGE, result, started)
+    _succeed(job_id, attempt, JobKind.IMAGE, result, started, steps=1)
+
+
+def make_heatmap(job_id: str) -> None:
+    """Store the heatmap of a succeeded image job, over the faces its verdict found (read back
+    from its result, so the picture matches the verdict). Safe to repeat: an existing heatmap
+    is kept."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.kind != JobKind.IMAGE or job.status != JobStatus.SUCCEEDED:
+            return
+        boxes = [face["box"] for face in (job.result or {}).get("faces", [])]
+        upload = job.inputs[0]["key"]
+    storage = get_storage()
+    key = heatmap_key(job_id)
+    if not boxes or storage.exists(key):
+        return
+    started = time.perf_counter()
+    analyzer = get_analyzer()
+    analyzer.on_image = None  # the picture was kept with the verdict
+    try:
+        with storage.source(upload) as source:
+            # the decoder reduces huge images exactly as it did for the verdict: same boxes
+            heatmap = analyzer.heatmap_png(analyzer.decode(source), boxes)
+    except (FileNotFoundError, DetectionError) as exc:
+        log.warning("job %s: no heatmap (%s)", job_id, exc)
+        return
+    if heatmap is not None:
+        storage.put(key, io.BytesIO(heatmap), len(heatmap))
+    log.info("job %s: heatmap made in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
 
 
 def run_batch(
@@ -107,10 +138,15 @@ def _sources(inputs: list[dict[str, Any]]) -> Iterator[list[Path | bytes | None]
 
 
 def _succeed(
-    job_id: str, attempt: int, kind: JobKind, result: dict[str, Any], started: float
+    job_id: str,
+    attempt: int,
+    kind: JobKind,
+    result: dict[str, Any],
+    started: float,
+    steps: int | None = None,
 ) -> None:
     with session_scope() as session:
-        if not jobs.mark_succeeded(session, job_id, attempt, result):
+        if not jobs.mark_succeeded(session, job_id, attempt, result, steps):
             raise Canceled()
         metrics.observe(session, _stage_seconds(kind, result, started))
     log.info("job %s: succeeded", job_id)

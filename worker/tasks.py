@@ -2,7 +2,8 @@
 
 ``process_job`` claims a job and runs it by kind: an image or a batch in this worker
 (worker/images.py), a video planned into segments (worker/videos.py); ``process_segment``
-analyses one segment of a video. Re-running either is harmless: finished work is left alone
+analyses one segment of a video; ``make_heatmap`` draws a finished image job's heatmap when the
+API is first asked for it. Re-running either is harmless: finished work is left alone
 and per-frame rows are replaced, never appended.
 """
 
@@ -25,7 +26,14 @@ from shared.db import session_scope
 from shared.errors import DetectionError
 from shared.logs import configure_logging, current_job
 from shared.models import JobKind, JobStatus, Segment, SegmentStatus
-from shared.queue import SEGMENT_TASK_NAME, TASK_NAME, VIDEO_QUEUE, celery_app, queue_for
+from shared.queue import (
+    HEATMAP_TASK_NAME,
+    SEGMENT_TASK_NAME,
+    TASK_NAME,
+    VIDEO_QUEUE,
+    celery_app,
+    queue_for,
+)
 from shared.storage import StorageUnavailable
 from worker import images, videos
 from worker.sweeper import start_sweeper
@@ -108,6 +116,15 @@ def process_segment(job_id: str, index: int, attempt: int) -> None:
                 jobs.note_received(session, VIDEO_QUEUE, segment.updated_at)
         with recorded_outcome(job_id, attempt):
             videos.run_segment(job_id, index, attempt)
+    finally:
+        current_job.reset(token)
+
+
+@celery_app.task(name=HEATMAP_TASK_NAME, **RETRY)
+def make_heatmap(job_id: str) -> None:
+    token = current_job.set(job_id)
+    try:
+        images.make_heatmap(job_id)
     finally:
         current_job.reset(token)
 

@@ -67,7 +67,8 @@ const NETWORK = () =>
   new ApiError(0, "network", "Could not reach the service. Check that it is running, then try again.");
 
 // GET/DELETE helper: resolves with parsed JSON (or a Blob with as: "blob"), rejects with ApiError.
-export async function api(path, { method = "GET", as = "json" } = {}) {
+// With pending: true, a 202 (still being made, e.g. a heatmap) resolves with null.
+export async function api(path, { method = "GET", as = "json", pending = false } = {}) {
   let res;
   try {
     res = await fetch(path, { method, headers: authHeaders(), cache: "no-store" });
@@ -83,6 +84,7 @@ export async function api(path, { method = "GET", as = "json" } = {}) {
     }
     throw errorFrom(res.status, body);
   }
+  if (pending && res.status === 202) return null;
   return as === "blob" ? res.blob() : res.json();
 }
 

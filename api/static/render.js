@@ -94,8 +94,16 @@ function faceBoxes(faces, width, height, threshold) {
   });
 }
 
-function heatmapUrl(jobId) {
-  return pictureUrl(`/v1/jobs/${jobId}/heatmap`);
+// A worker makes a heatmap when it is first asked for (202 until it is stored; pictureUrl
+// asks again): onWait runs if that takes a moment, so the page can say so.
+function heatmapUrl(jobId, onWait = () => {}) {
+  const slow = setTimeout(onWait, 300);
+  return pictureUrl(`/v1/jobs/${jobId}/heatmap`).finally(() => clearTimeout(slow));
+}
+
+// Whether the service can draw a heatmap for this result: every image job with a face can.
+function hasHeatmap(r) {
+  return Boolean(r.heatmap || (r.faces || []).length);
 }
 
 // The small copy of an image (index 0) or batch item the worker kept for reopened pages.
@@ -134,11 +142,18 @@ export function renderImage(job, localFile, body) {
     base.alt = "The analysed image (a small copy kept by the service) with each face outlined";
     note.textContent = "Boxes: red = flagged as manipulated, green = looks real. " +
       "The service keeps a small copy of the image, not the upload.";
-  } else if (r.heatmap) {
+  } else if (hasHeatmap(r)) {
     // Analysed before copies were kept: the heatmap version is the whole image.
-    heatmapUrl(job.id).then((url) => { base.src = url; }).catch(() => {
-      note.textContent = "The image is not available.";
-    });
+    heatmapUrl(job.id, () => { note.textContent = "Preparing the heatmap…"; note.classList.add("busy"); })
+      .then((url) => {
+        base.src = url;
+        note.classList.remove("busy");
+        note.textContent = "The service keeps only the heatmap version of this image (warm colours: where the model looked).";
+      })
+      .catch(() => {
+        note.classList.remove("busy");
+        note.textContent = "The image is not available.";
+      });
     base.alt = "The analysed image with a Grad-CAM heatmap over each face";
     note.textContent = "The service keeps only the heatmap version of this image (warm colours: where the model looked).";
   } else {
@@ -146,23 +161,31 @@ export function renderImage(job, localFile, body) {
   }
 
   // offered when the result says a heatmap exists or the API links one (computed on demand)
-  const heatmap = r.heatmap || Boolean(job.links && job.links.heatmap);
+  const heatmap = hasHeatmap(r) || Boolean(job.links && job.links.heatmap);
   if (heatmap && (localFile || r.thumbnail)) {
     const toggle = el("input", { type: "checkbox", id: "heatmap-toggle" });
     const label = el("label", { for: "heatmap-toggle", class: "toggle" }, toggle,
       " Show the Grad-CAM heatmap (where the model looked)");
     figure.after(label);
+    const boxesNote = note.textContent;
     toggle.addEventListener("change", async () => {
       if (toggle.checked && !heat.src) {
         label.classList.add("loading");
+        toggle.disabled = true;
         try {
-          heat.src = await heatmapUrl(job.id);
+          heat.src = await heatmapUrl(job.id, () => {
+            note.textContent = "Preparing the heatmap…";
+            note.classList.add("busy");
+          });
+          note.textContent = boxesNote;
         } catch (err) {
           toggle.checked = false;
           note.textContent = `Heatmap unavailable: ${err.message}`;
           return;
         } finally {
           label.classList.remove("loading");
+          toggle.disabled = false;
+          note.classList.remove("busy");
         }
       }
       heat.hidden = !toggle.checked;

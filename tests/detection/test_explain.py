@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from detection.detector import Detector, OnnxEngine, TorchEngine
-from detection.explain import crop_map, overlay
+from detection.explain import crop_map, overlay, shifted_crops, stitch
 from detection.media import decode_image
 from detection.model import FAKE_INDEX, preprocess
 from detection.network import load_checkpoint
@@ -60,3 +60,43 @@ def test_overlay_changes_only_face_regions():
     out = overlay(image, [((10, 20, 60, 60), cam)])
     assert (out[20:60, 10:60] != 200).any()
     assert (out[:20] == 200).all() and (out[:, 60:] == 200).all()
+
+
+def test_stitch_interleaves_shifted_maps():
+    # window (ky, kx) holds value 10 * ky + kx + 100 * (cell row) + 1000 * (cell column)
+    cams = np.array(
+        [
+            [[100 * i + 1000 * j + 10 * ky + kx for j in range(3)] for i in range(2)]
+            for ky in range(4)
+            for kx in range(4)
+        ],
+        np.float32,
+    )
+    fine = stitch(cams, 4)
+    assert fine.shape == (8, 12)
+    for row in range(8):
+        for col in range(12):
+            i, ky, j, kx = row // 4, row % 4, col // 4, col % 4
+            assert fine[row, col] == 100 * i + 1000 * j + 10 * ky + kx
+
+
+def test_fine_map_reads_the_same_map_at_a_finer_step(face_crops):
+    from detection.analyzer import get_analyzer
+    from detection.faces import crop_region
+
+    analyzer = get_analyzer()
+    rgb = decode_image(face_crops["fake"][1], 10**7)
+    box = analyzer.faces.detect(rgb)[0].box
+    region = crop_region(rgb.shape, box, analyzer.face_padding)
+    x0, y0, x1, y1 = region
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    coarse = analyzer.detector.gradcam(crop)
+    # one window, not moved: exactly the 4x4 map
+    assert np.array_equal(analyzer.detector.fine_gradcam(rgb, region, factor=1), coarse)
+    # shifted windows near the image's edge are mirrored, never cut short
+    size = analyzer.detector.config.input_size
+    assert all(c.shape == (size, size, 3) for c in shifted_crops(rgb, region, 4, size))
+    fine = analyzer.detector.fine_gradcam(rgb, region)
+    assert fine.shape == crop.shape[:2] and fine.dtype == np.float32
+    assert fine.min() >= 0.0 and fine.max() <= 1.0 + 1e-6
+    assert np.corrcoef(fine.ravel(), coarse.ravel())[0, 1] > 0.5  # the same evidence, sharper

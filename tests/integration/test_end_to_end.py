@@ -45,11 +45,17 @@ def _check_image_batch_video(api: Client, face_crops, video) -> None:
     assert set(job["result"]) >= IMAGE_RESULT_KEYS
     assert job["progress"] == {"done": 1, "total": 1, "eta_s": None}
     assert job["started_at"] and job["finished_at"]
-    assert job["result"]["heatmap"] is True
-    heatmap = api.get(job["links"]["heatmap"])
+    assert job["result"]["heatmap"] is True and "explain" not in job["result"]["timings_ms"]
+    # made by a worker when first asked for: 202 until then
+    first = api.get(job["links"]["heatmap"])
+    assert first.status_code in (200, 202)
+    heatmap = api.wait_heatmap(job["id"])
     assert heatmap.status_code == 200 and heatmap.headers["Content-Type"] == "image/png"
     assert heatmap.content.startswith(b"\x89PNG")
     _check_kept_jpeg(api, job["links"]["thumbnail"])
+    asked = api.wait_job(api.submit([face_crops["real"][0]], heatmap="true").json()["id"])
+    assert "explain" in asked["result"]["timings_ms"]
+    assert api.get(asked["links"]["heatmap"]).status_code == 200  # made with the verdict
 
     job = api.wait_job(batch.json()["id"])
     assert job["status"] == "succeeded", job

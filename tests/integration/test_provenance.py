@@ -23,7 +23,6 @@ def test_provenance_through_real_workers(
         RRR_BROKER_URL=redis_url,
         RRR_C2PA_TRUST_ANCHORS=str(anchors),
         RRR_SEGMENT_SECONDS="1",
-        RRR_HEATMAPS="0",
     )
     api = start_service(processes)
 

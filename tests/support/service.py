@@ -88,6 +88,15 @@ class Client:
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(f"{self.base}{path}", timeout=30, **kwargs)
 
+    def wait_heatmap(self, job_id: str, timeout: float = 60) -> requests.Response:
+        """GET the job's heatmap, following 202 + Retry-After until a worker has made it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get(f"/v1/jobs/{job_id}/heatmap")
+            if response.status_code != 202 or time.monotonic() > deadline:
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "1")) / 4)
+
     def wait_job(self, job_id: str, timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
