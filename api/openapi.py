@@ -258,6 +258,7 @@ class JobParamsSchema(Schema):
     max_frames = fields.Integer()
     threshold = fields.Float()
     sampling = fields.String(validate=_enum(Sampling))
+    heatmap = fields.Boolean(metadata={"description": "image jobs: drawn with the verdict"})
 
 
 class JobInputSchema(Schema):

@@ -221,9 +221,20 @@ class Client:
             yield from page["frames"]
             offset = page["next_offset"]
 
-    def heatmap(self, job_id: str) -> bytes:
-        """An image job's Grad-CAM overlay (PNG bytes)."""
-        return self.request("GET", f"/v1/jobs/{job_id}/heatmap").content
+    def heatmap(self, job_id: str, *, timeout_s: float = 120.0) -> bytes:
+        """An image job's heatmap overlay (PNG bytes). A worker draws it when first asked for:
+        while the service answers 202, ask again after its Retry-After, for up to
+        ``timeout_s`` (then ``TimeoutError``)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            response = self.request("GET", f"/v1/jobs/{job_id}/heatmap")
+            if response.status_code != 202:
+                return response.content
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the heatmap of job {job_id} was not ready after {timeout_s:g} s"
+                )
+            self._sleep(_retry_after(response))
 
     def wait(
         self,

@@ -3,6 +3,8 @@ upload and heatmap in S3 (moto's server on 127.0.0.1), and nothing on a local up
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -35,7 +37,11 @@ def test_jobs_run_on_object_storage_alone(
         assert done["status"] == "succeeded", done
     assert api.wait_job(clip["id"])["result"]["segments"]["count"] >= 2
 
-    heatmap = api.get(f"/v1/jobs/{image['id']}/heatmap")
+    # drawn by a worker when first asked for (202 until then), then kept in the store
+    deadline = time.monotonic() + 120
+    while (heatmap := api.get(f"/v1/jobs/{image['id']}/heatmap")).status_code == 202:
+        assert time.monotonic() < deadline, "the heatmap was never drawn"
+        time.sleep(0.5)
     assert heatmap.status_code == 200 and heatmap.content.startswith(b"\x89PNG")
     keys = s3_server.keys(bucket)
     assert f"rrr/{image['id']}/0.jpg" in keys

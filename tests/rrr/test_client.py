@@ -144,3 +144,15 @@ def test_every_endpoint_in_process(client, monkeypatch, face_crops, video_paths,
     assert one["prediction"] in ("FAKE", "REAL") and isinstance(one["threshold_applied"], bool)
     batch = rrr.predict_batch(face_crops["fake"][:2])
     assert batch["summary"]["total"] == 2
+
+
+def test_heatmap_waits_while_a_worker_draws_it(server):
+    preparing = {"status": "preparing", "message": "the heatmap is being made"}
+    drawn = {"stand-in": "for the PNG"}  # the scripted server answers JSON only
+    Scripted.script = [(202, {"Retry-After": "2"}, preparing)] * 2 + [(200, {}, drawn)]
+    slept: list[float] = []
+    body = Client(server, sleep=slept.append).heatmap("a" * 32)
+    assert json.loads(body) == drawn and slept == [2.0, 2.0]
+    Scripted.script = [(202, {"Retry-After": "1"}, preparing)]
+    with pytest.raises(TimeoutError):
+        Client(server, sleep=slept.append).heatmap("a" * 32, timeout_s=0)

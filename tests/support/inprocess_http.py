@@ -12,11 +12,13 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 JOB_READ = re.compile(r"^/v1/jobs/([0-9a-f]{32})$")
+HEATMAP_READ = re.compile(r"^/v1/jobs/([0-9a-f]{32})/heatmap$")
 
 
 class TestClientAdapter(BaseAdapter):
     """A transport adapter whose ``send`` is a request to the Flask test client. With
-    ``run_jobs``, a read of a job first runs it here (as a worker would have by then)."""
+    ``run_jobs``, a read of a job first runs it here, and a read of a heatmap draws it (as a
+    worker would have by then)."""
 
     def __init__(self, client, run_jobs: Callable[[str], None] | None = None) -> None:
         super().__init__()
@@ -26,6 +28,10 @@ class TestClientAdapter(BaseAdapter):
         url = urlsplit(request.url)
         if self.run_jobs and request.method == "GET" and (found := JOB_READ.match(url.path)):
             self.run_jobs(found.group(1))
+        if self.run_jobs and request.method == "GET" and (found := HEATMAP_READ.match(url.path)):
+            from worker.images import make_heatmap
+
+            make_heatmap(found.group(1))
         answer = self.client.open(
             url.path + (f"?{url.query}" if url.query else ""),
             method=request.method,
