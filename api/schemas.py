@@ -157,12 +157,14 @@ def parse_job_params(form) -> dict[str, Any]:
             code="invalid_field",
         )
     params["sampling"] = sampling
-    heatmap = (form.get("heatmap") or "").strip().lower()
-    if heatmap in ("1", "true", "yes", "on"):
+    heatmap = form.get("heatmap")
+    # exactly the document's boolean (multipart writes it true or false): a "0" or "yes"
+    # accepted here would be a request the OpenAPI document calls invalid
+    if heatmap == "true":
         # image jobs: make the heatmap with the verdict rather than when first asked for;
         # absent when not asked, so earlier requests keep their Idempotency-Key digest
         params["heatmap"] = True
-    elif heatmap not in ("", "0", "false", "no", "off"):
+    elif heatmap not in (None, "false"):
         raise BadRequest(f"heatmap must be true or false, got {heatmap[:40]!r}", "invalid_field")
     return params
 
