@@ -86,7 +86,7 @@ def claim_due(limit: int = SENDERS) -> list[tuple[str, int]]:
     return claimed
 
 
-def _body(session: Any, delivery: WebhookDelivery, job: Job) -> str:
+def _body(delivery: WebhookDelivery, job: Job) -> str:
     """The event's JSON, built once and resent unchanged by every retry."""
     if delivery.body is not None:
         return delivery.body
@@ -155,7 +155,7 @@ def deliver(delivery_id: str, attempt: int) -> None:
         job = session.get(Job, delivery.job_id) if delivery is not None else None
         if delivery is None or job is None or job.webhook_url is None:
             return  # erased meanwhile
-        body = _body(session, delivery, job)
+        body = _body(delivery, job)
         url = job.webhook_url
     outcome: dict[str, Any] = {"attempt": attempt, "at": utcnow().isoformat()}
     try:
