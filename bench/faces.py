@@ -3,6 +3,7 @@ videos, extra boxes per frame, and single-thread speed.
 
     python -m bench.faces                 # every installed candidate, 2000 crops
     python -m bench.faces --crops 500 --only yuface@320,rrr
+    python -m bench.faces --only yuface@480,rrr --pasted   # small faces in large frames too
 
 Columns:
 - crop recall: share of N DFDC face crops (balanced over real/fake, at most one per ``group``
@@ -296,6 +297,7 @@ class Tally:
     extra: int = 0
     small_extra: int = 0
     per_video: dict[str, list[int]] = field(default_factory=dict)
+    missed: set[str] = field(default_factory=set)  # crops without a centred box
     ms_1080p: float = float("nan")
     ms_crop: float = float("nan")
     ms_empty: float = float("nan")
@@ -308,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per image")
     parser.add_argument("--only", default=None, help="comma-separated candidate names")
     parser.add_argument("--per-video", action="store_true", help="also print frame hits per video")
+    parser.add_argument(
+        "--pasted", action="store_true", help="also small faces pasted into large frames"
+    )
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(1)
@@ -335,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, detect in detectors.items():
             t = tallies[name]
             t.crops += 1
-            t.crop_hits += any(covers_centre(b, rgb.shape) for b in detect(rgb))
+            hit = any(covers_centre(b, rgb.shape) for b in detect(rgb))
+            t.crop_hits += hit
+            if not hit:
+                t.missed.add(path.name)
 
     frame_1080p = None
     for video, rgb in video_frames():
@@ -382,10 +390,41 @@ def main(argv: list[str] | None = None) -> int:
             f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f} "
             f"{t.ms_empty:>10.1f}"
         )
+    if tallies:
+        first, reference = next(iter(tallies.items()))
+        print(f"crops missed, and how many of them {first} found:")
+        for name, t in tallies.items():
+            print(f"  {name:<24} {len(t.missed):>4}  {len(t.missed - reference.missed):>4}")
     if args.per_video:
         for name, t in tallies.items():
             print(name, {v: f"{a}/{b}" for v, (a, b) in t.per_video.items()})
+    if args.pasted:
+        pasted_faces(detectors, crops[:20])
     return 0
+
+
+def pasted_faces(detectors: dict[str, DetectFn], crops: list[Path]) -> None:
+    """Small faces in large frames: each crop shrunk to a tight face of ``side`` px and pasted
+    at one of 20 places into a grey canvas; found = a box overlaps it."""
+    images = [load_rgb(p) for p in crops]
+    print(f"pasted faces found, of {len(images)}:")
+    for (height, width), sides in [((1080, 1920), (96, 144, 192)), ((4000, 6000), (300, 448))]:
+        for side in sides:
+            row = []
+            for name, detect in detectors.items():
+                hits = 0
+                for i, face in enumerate(images):
+                    canvas = np.full((height, width, 3), 90, np.uint8)
+                    x0, y0 = (width - side) * (i % 5) // 5, (height - side) * (i % 4) // 4
+                    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+                        face, (side, side), interpolation=cv2.INTER_AREA
+                    )
+                    hits += any(
+                        x < x0 + side and x + w > x0 and y < y0 + side and y + h > y0
+                        for x, y, w, h, _ in detect(canvas)
+                    )
+                row.append(f"{name} {hits}")
+            print(f"  {side} px face in {width}x{height}: " + ", ".join(row))
 
 
 if __name__ == "__main__":
