@@ -15,7 +15,8 @@ Columns:
   of them whose side is under half the largest box's (in these clips such boxes are almost always
   false: background texture, a hand, a second echo of the same face).
 - ms 1080p / ms crop: median wall time of one detect call on a 1920x1080 video frame (including
-  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1);
+  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1),
+  the detectors taking turns call by call;
   ms no face: the same on a blank 1080p frame (a detector that looks again when it finds
   nothing pays its second pass there).
 
@@ -275,14 +276,18 @@ def covers_centre(box: Box, shape: tuple[int, ...], region: float = 0.2) -> bool
     return x < cx1 and x + w > cx0 and y < cy1 and y + h > cy0
 
 
-def median_ms(detect: DetectFn, image: np.ndarray, repeats: int) -> float:
-    detect(image)  # warm-up
-    times = []
+def median_ms(detectors: dict[str, DetectFn], image: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median ms per call of each detector on ``image``. The detectors take turns call by call,
+    so that load from other work on a shared machine falls on all of them alike."""
+    for detect in detectors.values():
+        detect(image)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in detectors}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        detect(image)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for name, detect in detectors.items():
+            t0 = time.perf_counter()
+            detect(image)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ------------------------------------------------------------------------------ main
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, default=2000, help="DFDC crops for crop recall")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per image")
+    parser.add_argument("--repeats", type=int, default=31, help="timed calls per image")
     parser.add_argument("--only", default=None, help="comma-separated candidate names")
     parser.add_argument("--per-video", action="store_true", help="also print frame hits per video")
     parser.add_argument(
@@ -364,11 +369,13 @@ def main(argv: list[str] | None = None) -> int:
 
     crop_image = load_rgb(crops[0])
     empty_1080p = np.full((1080, 1920, 3), 128, np.uint8)  # no face: what a miss costs
-    for name, detect in detectors.items():
-        if frame_1080p is not None:
-            tallies[name].ms_1080p = median_ms(detect, frame_1080p, args.repeats)
-        tallies[name].ms_crop = median_ms(detect, crop_image, args.repeats)
-        tallies[name].ms_empty = median_ms(detect, empty_1080p, args.repeats)
+    if frame_1080p is not None:
+        for name, ms in median_ms(detectors, frame_1080p, args.repeats).items():
+            tallies[name].ms_1080p = ms
+    for name, ms in median_ms(detectors, crop_image, args.repeats).items():
+        tallies[name].ms_crop = ms
+    for name, ms in median_ms(detectors, empty_1080p, args.repeats).items():
+        tallies[name].ms_empty = ms
 
     print()
     print(

@@ -28,13 +28,14 @@ import numpy as np  # noqa: E402
 from yuface import detect as _yunet_detect  # noqa: E402
 
 # Detection resolution. Cost grows with pixels (the wheel's library has no AVX2 kernels): one
-# thread on a busy 2-core machine, a 224 px crop took 6.0 ms at its own size and 2.0 ms at half,
-# a 1080p frame 18-21 ms at 480 px and 9 ms at 320 (python -m bench.faces). So a coarse pass
-# runs first, at half size and at most 320 px; only when it finds nothing does a second pass run
-# at up to DETECT_MAX_SIDE (never upscaled), which keeps what 480 px alone finds: a tight face of
-# 144 px pasted into a 1080p frame, 20/20 times at 480 and 8/20 at 320; one of 448 px in a
-# 6000 px photo, 20/20 and 9/20; the same 1,994 of 2,000 DFDC crops (half size alone: 1,991).
-# The price: a second, smaller face beside one the coarse pass found is looked for at 320 only.
+# thread, one run on a busy 2-core machine (python -m bench.faces --pasted), a 224 px crop took
+# 5.7 ms at its own size and 1.9 ms at half, a 1080p frame 18.2 ms at 480 px and 8.8 ms at 320.
+# So a coarse pass runs first, at half size and at most 320 px; only when it finds nothing does
+# a second pass run at up to DETECT_MAX_SIDE (never upscaled). That keeps what 480 px alone
+# finds: the same 1,994 of 2,000 DFDC crops (half size alone: 1,991) and small faces pasted into
+# large frames (144 px in 1080p: 17/20, 7/20 at 320 alone; 448 px in a 6000 px photo: 16/20,
+# 7/20 at 320). The price: a frame without a face pays both passes, and a second, smaller face
+# beside one that the coarse pass found is looked for at 320 px only.
 COARSE_MAX_SIDE = 320
 COARSE_MAX_SCALE = 0.5
 DETECT_MAX_SIDE = 480
