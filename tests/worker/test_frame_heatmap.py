@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from detection.analyzer import get_analyzer
@@ -41,11 +42,13 @@ def _error(response, status: int, code: str) -> None:
     assert response.get_json()["error"]["code"] == code
 
 
-def test_frame_heatmap_is_that_frame_with_its_faces_overlaid(client, video_paths):
-    # 2 samples/s: most samples are not on a keyframe, so the frame must be found by timestamp
-    job_id, job, frames = _video_job(client, video_paths, sample_fps="2")
+@pytest.mark.parametrize("sampling", ["exact", "keyframes"])
+def test_frame_heatmap_is_that_frame_with_its_faces_overlaid(client, video_paths, sampling):
+    # exact at 2 samples/s: most samples are not on a keyframe, so the frame must be found by
+    # its timestamp; keyframes: the keyframe at or before it, as the analysis took
+    job_id, job, frames = _video_job(client, video_paths, sample_fps="2", sampling=sampling)
     frame = [f for f in frames if f["faces"]][-1]  # a late one: not the video's first frame
-    assert frame["index"] > 0
+    assert frame["index"] > 0 or sampling == "keyframes"
     make_frame_heatmap(job_id, frame["index"])  # what the rrr.make_frame_heatmap task runs
     response = client.get(f"/v1/jobs/{job_id}/frames/{frame['index']}/heatmap")
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
@@ -57,7 +60,7 @@ def test_frame_heatmap_is_that_frame_with_its_faces_overlaid(client, video_paths
 
     # the same sample decoded in a pass over the whole video, as the analysis did
     clip = next(p for p in video_paths if p.name == VIDEO)
-    samples = sample_frames(clip, probe_video(clip), 2.0, 7200)
+    samples = sample_frames(clip, probe_video(clip), 2.0, 7200, sampling=sampling)
     sample = next(s for s in samples if s.index == frame["index"])
     assert sample.frame_number == frame["frame_number"]
     plain = thumbnails.shrink(sample.rgb, thumbnails.IMAGE_SIDE)[0].astype(np.float32)
