@@ -13,6 +13,7 @@ from PIL import Image
 from detection.analyzer import get_analyzer
 from detection.faces import crop_region
 from detection.media import probe_video, sample_frames
+from shared.config import settings
 from tests.support import media
 from tests.support.jobs import run_job_here
 from worker import thumbnails
@@ -92,9 +93,13 @@ def test_frame_heatmap_is_made_on_request_and_refused_where_there_is_none(
     make_frame_heatmap(job_id, with_face["index"])
     ready = client.get(url)
     assert ready.status_code == 200 and ready.data.startswith(b"\xff\xd8")
+    kept = settings.storage_dir / job_id / f"frame_{with_face['index']}_heatmap.jpg"
+    assert kept.read_bytes() == ready.data  # kept under the job's prefix: purged with it
 
     _error(client.get(f"/v1/jobs/{job_id}/frames/99999/heatmap"), 404, "no_such_frame")
     _error(client.get("/v1/jobs/nosuchjob000/frames/0/heatmap"), 404, "job_not_found")
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert not kept.exists()
 
     image = client.post(
         "/v1/jobs",
