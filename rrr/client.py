@@ -142,9 +142,13 @@ class Client:
         threshold: float | None = None,
         idempotency_key: str | None = None,
         wait_s: int | None = None,
+        webhook: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Job:
         """Upload files as one job: one path (an image or a video) or several (an image
-        batch). ``wait_s``: let the server hold the answer until the job ends (at most that)."""
+        batch). ``wait_s``: let the server hold the answer until the job ends (at most that).
+        ``webhook``: a URL the job's ``webhook_events`` are posted to (start, progress,
+        completed; default completed), signed as Standard Webhooks specifies."""
         if not paths:
             raise ValueError("submit needs at least one file")
         field = "file" if len(paths) == 1 else "files"
@@ -153,6 +157,8 @@ class Client:
             "sampling": sampling,
             "max_frames": max_frames,
             "threshold": threshold,
+            "webhook": webhook,
+            "webhook_events": ",".join(webhook_events) if webhook_events else None,
         }
         data = {name: str(value) for name, value in options.items() if value is not None}
         headers = {}

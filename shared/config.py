@@ -63,6 +63,12 @@ class Settings:
     max_active_jobs_per_key: int
     max_queued_jobs: int
     cors_origins: tuple[str, ...]
+    webhook_secret: str
+    webhook_allowed_hosts: tuple[str, ...]
+    webhook_max_attempts: int
+    webhook_retry_base_s: float
+    webhook_timeout_s: float
+    webhook_progress_interval_s: float
     engine: str
     purify_views: int
     segment_seconds: float
@@ -124,6 +130,14 @@ class Settings:
             max_active_jobs_per_key=int(_env("RRR_MAX_ACTIVE_JOBS_PER_KEY", "200")),
             max_queued_jobs=int(_env("RRR_MAX_QUEUED_JOBS", "10000")),
             cors_origins=_list(_env("RRR_CORS_ORIGINS", "")),
+            # Standard Webhooks signing secret (whsec_<base64>); none: webhooks are refused
+            webhook_secret=_env("RRR_WEBHOOK_SECRET", ""),
+            # host names, IP addresses or networks webhooks may go to; none: any public host
+            webhook_allowed_hosts=_list(_env("RRR_WEBHOOK_ALLOWED_HOSTS", "")),
+            webhook_max_attempts=int(_env("RRR_WEBHOOK_MAX_ATTEMPTS", "6")),
+            webhook_retry_base_s=float(_env("RRR_WEBHOOK_RETRY_BASE_S", "5")),
+            webhook_timeout_s=float(_env("RRR_WEBHOOK_TIMEOUT_S", "5")),
+            webhook_progress_interval_s=float(_env("RRR_WEBHOOK_PROGRESS_INTERVAL_S", "5")),
             engine=_env("RRR_ENGINE", "onnx"),
             purify_views=int(_env("RRR_PURIFY_VIEWS", "0")),
             segment_seconds=float(_env("RRR_SEGMENT_SECONDS", "60")),
@@ -160,6 +174,8 @@ class Settings:
             value = str(getattr(self, f.name))
             if f.name == "api_keys":
                 value = f"{len(self.api_keys)} key(s)"
+            if f.name == "webhook_secret":
+                value = "set" if self.webhook_secret else "not set"
             if f.name.endswith("_url") and "@" in value:
                 scheme, rest = value.split("://", 1)
                 value = f"{scheme}://***@{rest.split('@', 1)[1]}"

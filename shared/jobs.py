@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared import webhooks
 from shared.errors import Conflict, NotFound
 from shared.models import (
     TERMINAL_STATUSES,
@@ -32,6 +33,7 @@ from shared.models import (
     JobKind,
     JobStatus,
     Segment,
+    WebhookDelivery,
     utcnow,
 )
 
@@ -54,8 +56,10 @@ def create_job(
     request_sha256: str | None = None,
     job_id: str | None = None,
     owner: str | None = None,
+    webhook: tuple[str, str] | None = None,
 ) -> Job:
-    """Insert a queued job. With an idempotency key already used, raise Conflict."""
+    """Insert a queued job (``webhook``: its URL and events, shared/webhooks.py). With an
+    idempotency key already used, raise Conflict."""
     job = Job(
         kind=kind.value,
         status=JobStatus.QUEUED.value,
@@ -66,6 +70,8 @@ def create_job(
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
         owner=owner,
+        webhook_url=webhook[0] if webhook else None,
+        webhook_events=webhook[1] if webhook else None,
     )
     if job_id:
         job.id = job_id
@@ -163,7 +169,7 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
         & (Job.updated_at < now - timedelta(seconds=stale_after_s))
     )
     # RETURNING (SQLite 3.35+, PostgreSQL): the claim and its attempt number in one statement
-    return session.scalar(
+    attempt = session.scalar(
         update(Job)
         .where(Job.id == job_id, claimable)
         .values(
@@ -177,6 +183,9 @@ def mark_running(session: Session, job_id: str, stale_after_s: float) -> int | N
         )
         .returning(Job.attempts)
     )
+    if attempt == 1:  # a job reclaimed from a dead worker has started already
+        webhooks.emit(session, job_id, "start")
+    return attempt
 
 
 def write_if_owned(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
@@ -234,7 +243,16 @@ def set_progress(
     values = progress_values(session, job_id, done)
     if total is not None:
         values["progress_total"] = total
-    return write_if_owned(session, job_id, attempt, **values)
+    return write_progress(session, job_id, attempt, values)
+
+
+def write_progress(session: Session, job_id: str, attempt: int, values: dict[str, Any]) -> bool:
+    """Write progress ``values`` under claim ``attempt``, and report it to the job's webhook
+    (rate-limited there)."""
+    if not write_if_owned(session, job_id, attempt, **values):
+        return False
+    webhooks.emit(session, job_id, "progress")
+    return True
 
 
 def mark_succeeded(
@@ -251,7 +269,7 @@ def mark_succeeded(
         if steps is None
         else {"progress_done": steps, "progress_total": steps}
     )
-    return write_if_owned(
+    done = write_if_owned(
         session,
         job_id,
         attempt,
@@ -260,6 +278,9 @@ def mark_succeeded(
         finished_at=utcnow(),
         **progress,
     )
+    if done:
+        webhooks.emit(session, job_id, "completed")
+    return done
 
 
 def mark_failed(
@@ -273,14 +294,21 @@ def mark_failed(
         "finished_at": utcnow(),
     }
     if attempt is not None:
-        return write_if_owned(session, job_id, attempt, **values)
-    return _transition(session, job_id, ACTIVE, **values)
+        failed = write_if_owned(session, job_id, attempt, **values)
+    else:
+        failed = _transition(session, job_id, ACTIVE, **values)
+    if failed:
+        webhooks.emit(session, job_id, "completed")
+    return failed
 
 
 def mark_canceled(session: Session, job_id: str) -> bool:
-    return _transition(
+    canceled = _transition(
         session, job_id, ACTIVE, status=JobStatus.CANCELED.value, finished_at=utcnow()
     )
+    if canceled:
+        webhooks.emit(session, job_id, "completed")
+    return canceled
 
 
 def erase_job(session: Session, job_id: str) -> None:
@@ -288,6 +316,7 @@ def erase_job(session: Session, job_id: str) -> None:
     still holding it finds no row at its next write and stops, as it does for a cancel."""
     session.execute(delete(FrameResult).where(FrameResult.job_id == job_id))
     session.execute(delete(Segment).where(Segment.job_id == job_id))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
 
 
@@ -485,6 +514,7 @@ def purge_finished(session: Session, older_than: datetime) -> list[str]:
     )
     if ids:
         session.execute(delete(FrameResult).where(FrameResult.job_id.in_(ids)))
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id.in_(ids)))
         session.execute(delete(Job).where(Job.id.in_(ids)))
     return ids
 

@@ -109,6 +109,11 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # when a task message for the job was last sent (the sweeper re-sends lost ones)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # where the job's events are posted (shared/webhooks.py), which events ("start,completed"),
+    # and when a progress event was last emitted (they are rate-limited across workers)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_events: Mapped[str | None] = mapped_column(String(64))
+    webhook_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_jobs_created_id", "created_at", "id"),
@@ -162,3 +167,35 @@ class Segment(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float | None] = mapped_column(Float)  # how long the task took, once done
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # every attempt failed
+    SUPERSEDED = "superseded"  # a progress event not yet delivered when the job ended
+
+
+class WebhookDelivery(Base):
+    """One event of a job for its webhook, written in the transaction of the transition it
+    reports (an outbox: no event is lost if the broker or a worker goes down), then delivered
+    and retried by the workers' dispatcher (worker/webhooks.py)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the webhook-id header
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    # the event's data as it was when it happened (start, progress); None: built at first send
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    body: Mapped[str | None] = mapped_column(Text)  # frozen at the first attempt
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # every attempt: [{attempt, at, status_code | error}]
+    log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)

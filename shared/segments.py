@@ -23,6 +23,7 @@ from shared.jobs import (
     progress_values,
     touch,
     write_if_owned,
+    write_progress,
 )
 from shared.models import FrameResult, Job, JobStatus, Segment, SegmentStatus, utcnow
 from shared.queue import VIDEO_QUEUE
@@ -147,7 +148,7 @@ def add_segment_frames(
         .where(Segment.job_id == job_id, Segment.index == index)
         .values(updated_at=utcnow())
     )
-    return write_if_owned(session, job_id, attempt, **progress_values(session, job_id, done))
+    return write_progress(session, job_id, attempt, progress_values(session, job_id, done))
 
 
 def finish_segment(

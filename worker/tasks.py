@@ -39,6 +39,7 @@ from shared.queue import (
 from shared.storage import StorageUnavailable
 from worker import images, videos
 from worker.sweeper import start_sweeper
+from worker.webhooks import start_dispatcher
 
 log = logging.getLogger("rrr.worker")
 
@@ -66,6 +67,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     analyzer.detector.score([np.zeros((64, 64, 3), dtype=np.uint8)])
     log.info("model loaded from %s (engine %s)", settings.model_file, settings.engine)
     start_sweeper()
+    start_dispatcher()
 
 
 def _second_interrupt_is_cold(controller: Any) -> None:

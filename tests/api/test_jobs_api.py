@@ -296,7 +296,7 @@ def test_idempotency_fingerprints_the_whole_request(client, face_crops):
     assert renamed.status_code == 200 and renamed.get_json()["id"] == image.get_json()["id"]
 
 
-@pytest.mark.parametrize("field", ["sample_fsp", "webhook", "File"])
+@pytest.mark.parametrize("field", ["sample_fsp", "callback_url", "File"])
 def test_unknown_fields_are_refused(client, face_crops, field):
     data = face_crops["real"][0].read_bytes()
     body = _error(_upload(client, data, **{field: "1"}), 400, "unknown_field")

@@ -81,6 +81,20 @@ def test_small_face_in_a_huge_image_is_mapped_back_to_its_pixels(detector, crop)
     assert 0.5 * 600 < max(w, h) < 1.5 * 600, faces[0].box
 
 
+def test_face_the_coarse_pass_misses_is_found_by_the_second(detector, crop):
+    # 144 px in a 1080p frame is 24 px at the coarse 320 px: too small for YuNet there
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    x0, y0, side = 900, 500, 144
+    frame[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+        crop, (side, side), interpolation=cv2.INTER_AREA
+    )
+    assert FaceDetector(max_side=320).detect(frame) == []
+    faces = detector.detect(frame)
+    assert len(faces) == 1, faces
+    x, y, w, h = faces[0].box
+    assert x0 < x + w / 2 < x0 + side and y0 < y + h / 2 < y0 + side, faces[0].box
+
+
 def test_boxes_match_across_scales(detector, video_paths):
     path = video_paths[0]
     frame = next(iter(sample_frames(path, probe_video(path), 1.0, 1))).rgb
@@ -103,6 +117,9 @@ def test_detection_size_downscales_only_large_images():
     assert detection_size(1920, 1080) == (480, 270)
     assert detection_size(224, 224) == (224, 224)
     assert detection_size(2, 100000) == (1, 480)
+    # the coarse pass: half size, at most 320 px
+    assert detection_size(224, 224, 320, 0.5) == (112, 112)
+    assert detection_size(1080, 1920, 320, 0.5) == (180, 320)
 
 
 def test_crop_is_padded_in_proportion_and_clipped():

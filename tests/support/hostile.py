@@ -96,7 +96,8 @@ FORMS = [
     ("threshold-negative", {"threshold": "-0.1"}),
     ("sampling-nul", {"sampling": "exact\x00"}),
     ("sampling-unknown", {"sampling": "EXACT"}),
-    ("callback-url", {"callback_url": "http://127.0.0.1:1/hook"}),
+    ("webhook-events-without-url", {"webhook_events": "completed"}),
+    ("webhook-events-empty", {"webhook_events": ""}),
 ]
 
 # (case id, headers on a valid image upload)
