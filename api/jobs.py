@@ -23,9 +23,15 @@ from api.waiting import preferred_wait, wait_for, waiting
 from shared import jobs
 from shared.db import session_scope
 from shared.errors import Conflict, NotFound
-from shared.models import JobKind, JobStatus
-from shared.queue import publish_heatmap
-from shared.storage import frame_key, get_storage, heatmap_key, thumbnail_key
+from shared.models import FrameResult, JobKind, JobStatus
+from shared.queue import publish_frame_heatmap, publish_heatmap
+from shared.storage import (
+    frame_heatmap_key,
+    frame_key,
+    get_storage,
+    heatmap_key,
+    thumbnail_key,
+)
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 # the longest a client is told to wait before polling an unfinished job again
@@ -197,6 +203,47 @@ def heatmap(job_id: str):
         raise NotFound("this job's upload is no longer stored", code="no_heatmap")
     if _heatmap_requests.due(job_id):
         publish_heatmap(job_id)
+    return _preparing(f"/v1/jobs/{job_id}/heatmap", HEATMAP_RETRY_AFTER_S)
+
+
+@bp.get("/jobs/<job_id>/frames/<int:index>/heatmap")
+def frame_heatmap(job_id: str, index: int):
+    """A sampled video frame (by its ``index`` in /frames) with a Grad-CAM overlay on its faces,
+    as a JPEG of at most 640 px. Made by a worker when first asked for: 202 with Retry-After
+    until it is stored."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id, current_owner())
+        if job.kind != JobKind.VIDEO:
+            raise NotFound("frames exist only for video jobs", code="not_a_video_job")
+        if job.status != JobStatus.SUCCEEDED:
+            raise Conflict(
+                f"the job is {job.status}; its frames' heatmaps exist once it has succeeded",
+                code="job_not_finished",
+            )
+        row = session.get(FrameResult, (job_id, index))
+        if row is None:
+            raise NotFound("the job has no sampled frame with this index", code="no_such_frame")
+        if not row.faces:
+            raise NotFound("this frame has no heatmap: no face was found in it", code="no_heatmap")
+        upload = job.inputs[0]["key"]
+    storage = get_storage()
+    try:
+        response = Response(storage.read_bytes(frame_heatmap_key(job_id, index)))
+    except FileNotFoundError:
+        pass
+    else:
+        response.mimetype = "image/jpeg"
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
+    if not storage.exists(upload):
+        raise NotFound("this job's upload is no longer stored", code="no_heatmap")
+    if _heatmap_requests.due(f"{job_id}/{index}"):
+        publish_frame_heatmap(job_id, index)
+    # a video frame is decoded again first: longer to make than an image's heatmap
+    return _preparing(f"/v1/jobs/{job_id}/frames/{index}/heatmap", FRAME_HEATMAP_RETRY_AFTER_S)
+
+
+def _preparing(location: str, retry_after_s: int) -> Response:
     response = jsonify(
         {
             "status": "preparing",
@@ -204,8 +251,8 @@ def heatmap(job_id: str):
         }
     )
     response.status_code = 202
-    response.headers["Retry-After"] = str(HEATMAP_RETRY_AFTER_S)
-    response.headers["Location"] = f"/v1/jobs/{job_id}/heatmap"
+    response.headers["Retry-After"] = str(retry_after_s)
+    response.headers["Location"] = location
     return response
 
 
@@ -252,30 +299,31 @@ def _kept_jpeg(key: str, missing: str) -> Response:
     # a kept picture never changes; it only disappears with its job
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
-    return response
 
 
 HEATMAP_RETRY_AFTER_S = 1
+FRAME_HEATMAP_RETRY_AFTER_S = 2
 
 
 class _Requests:
-    """When this process last asked a worker for each job's heatmap: a client polling every
-    second then sends one task message, not one per poll; a message lost with a restarted
-    broker is sent again after ``resend_s``. Per process, in memory: no database write."""
+    """When this process last asked a worker for each heatmap (a job's, or a video frame's): a
+    client polling every second then sends one task message, not one per poll; a message lost
+    with a restarted broker is sent again after ``resend_s``. Per process, in memory: no
+    database write."""
 
     def __init__(self, resend_s: float = 30.0, keep: int = 10_000) -> None:
         self.resend_s, self.keep = resend_s, keep
         self._sent: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def due(self, job_id: str) -> bool:
+    def due(self, what: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            if now - self._sent.get(job_id, -self.resend_s) < self.resend_s:
+            if now - self._sent.get(what, -self.resend_s) < self.resend_s:
                 return False
             if len(self._sent) >= self.keep:
                 self._sent = {k: t for k, t in self._sent.items() if now - t < self.resend_s}
-            self._sent[job_id] = now
+            self._sent[what] = now
             return True
 
 

@@ -745,6 +745,35 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             },
         },
+        "/v1/jobs/{job_id}/frames/{index}/heatmap": {
+            "parameters": [JOB_ID, INDEX],
+            "get": {
+                "operationId": "getFrameHeatmap",
+                "summary": "Video jobs: sampled frame `index` (as in /frames) with a Grad-CAM "
+                "overlay on each of its faces, a JPEG of at most 640 px; purged with the job",
+                "description": "Made by a worker when first asked for (it decodes that frame "
+                "again), then kept: 202 with Retry-After until it is ready.",
+                "responses": {
+                    "202": _response(
+                        "being made; ask again after Retry-After", "Preparing", "Retry-After"
+                    ),
+                    "200": {
+                        "description": "JPEG",
+                        "content": {
+                            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    "404": _response(
+                        "no such job (`job_not_found`), not a video job (`not_a_video_job`), "
+                        "no such frame (`no_such_frame`), or no heatmap (`no_heatmap`: no face "
+                        "in it)",
+                        "Error",
+                    ),
+                    "409": _response("the job has not succeeded (yet)", "Error"),
+                    **_errors(401, 503),
+                },
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "health",

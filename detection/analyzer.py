@@ -143,11 +143,16 @@ class Analyzer:
     def heatmap_png(self, rgb: np.ndarray, boxes: list[list[int]]) -> bytes | None:
         """The image with a Grad-CAM overlay on every face, at the finer 8 px step
         (detection/explain.py); None when it has no face."""
+        drawn = self.heatmap_rgb(rgb, boxes)
+        return png_bytes(drawn) if drawn is not None else None
+
+    def heatmap_rgb(self, rgb: np.ndarray, boxes: list[list[int]]) -> np.ndarray | None:
+        """``rgb`` with a Grad-CAM overlay on every face box; None when there is none."""
         maps = []
         for box in boxes:
             region = crop_region(rgb.shape, tuple(box), self.face_padding)
             maps.append((region, self.detector.fine_gradcam(rgb, region)))
-        return png_bytes(overlay(rgb, maps)) if maps else None
+        return overlay(rgb, maps) if maps else None
 
     def decode(self, path: Path | bytes) -> np.ndarray:
         t0 = time.perf_counter()

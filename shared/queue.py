@@ -16,6 +16,8 @@ fsbroker.register()  # filesystem:// writes each message atomically (shared/fsbr
 TASK_NAME = "rrr.process_job"
 SEGMENT_TASK_NAME = "rrr.process_segment"
 HEATMAP_TASK_NAME = "rrr.make_heatmap"  # an image job's heatmap, made when first asked for
+# a video frame's heatmap: decoding the video belongs with the video work
+FRAME_HEATMAP_TASK_NAME = "rrr.make_frame_heatmap"
 IMAGE_QUEUE = "images"  # single images and batches: short tasks
 VIDEO_QUEUE = "videos"  # long tasks, kept apart so they cannot starve image jobs
 # Redis redelivers an unacknowledged message after this long; it must exceed the longest task.
@@ -59,6 +61,7 @@ def make_celery() -> Celery:
             TASK_NAME: {"queue": IMAGE_QUEUE},
             SEGMENT_TASK_NAME: {"queue": VIDEO_QUEUE},
             HEATMAP_TASK_NAME: {"queue": IMAGE_QUEUE},
+            FRAME_HEATMAP_TASK_NAME: {"queue": VIDEO_QUEUE},
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -99,6 +102,12 @@ def publish_segment(job_id: str, index: int, attempt: int) -> None:
 def publish_heatmap(job_id: str) -> None:
     """Ask a worker for a finished image job's heatmap (on the image queue: a short task)."""
     celery_app.send_task(HEATMAP_TASK_NAME, args=[job_id], queue=IMAGE_QUEUE)
+
+
+def publish_frame_heatmap(job_id: str, index: int) -> None:
+    """Ask a worker for the heatmap of a finished video job's sampled frame ``index`` (on the
+    video queue: it decodes the video)."""
+    celery_app.send_task(FRAME_HEATMAP_TASK_NAME, args=[job_id, index], queue=VIDEO_QUEUE)
 
 
 def broker_reachable(timeout_s: float = 2.0) -> bool:

@@ -172,3 +172,8 @@ def thumbnail_key(job_id: str, index: int) -> str:
 def frame_key(job_id: str, index: int) -> str:
     """A small JPEG of a video's sampled frame ``index``, with its face boxes."""
     return f"{job_id}/frame_{int(index)}.jpg"
+
+
+def frame_heatmap_key(job_id: str, index: int) -> str:
+    """A video's sampled frame ``index`` with a Grad-CAM overlay on its faces (made on request)."""
+    return f"{job_id}/frame_{int(index)}_heatmap.jpg"

@@ -3,7 +3,8 @@
 ``process_job`` claims a job and runs it by kind: an image or a batch in this worker
 (worker/images.py), a video planned into segments (worker/videos.py); ``process_segment``
 analyses one segment of a video; ``make_heatmap`` draws a finished image job's heatmap when the
-API is first asked for it. Re-running either is harmless: finished work is left alone
+API is first asked for it, ``make_frame_heatmap`` that of a finished video's sampled frame.
+Re-running any of them is harmless: finished work is left alone
 and per-frame rows are replaced, never appended.
 """
 
@@ -27,6 +28,7 @@ from shared.errors import DetectionError
 from shared.logs import configure_logging, current_job
 from shared.models import JobKind, JobStatus, Segment, SegmentStatus
 from shared.queue import (
+    FRAME_HEATMAP_TASK_NAME,
     HEATMAP_TASK_NAME,
     SEGMENT_TASK_NAME,
     TASK_NAME,
@@ -125,6 +127,15 @@ def make_heatmap(job_id: str) -> None:
     token = current_job.set(job_id)
     try:
         images.make_heatmap(job_id)
+    finally:
+        current_job.reset(token)
+
+
+@celery_app.task(name=FRAME_HEATMAP_TASK_NAME, **RETRY)
+def make_frame_heatmap(job_id: str, index: int) -> None:
+    token = current_job.set(job_id)
+    try:
+        videos.make_frame_heatmap(job_id, index)
     finally:
         current_job.reset(token)
 

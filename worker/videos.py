@@ -8,19 +8,28 @@ workers took part. Every segment task stays far below the broker's visibility ti
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
+from contextlib import closing
 from typing import Any
 
 from detection.analyzer import Canceled, file_provenance, get_analyzer
-from detection.media import VideoInfo, planned_samples, probe_video, stream_frames
+from detection.media import (
+    VideoInfo,
+    planned_samples,
+    probe_video,
+    sample_frames,
+    stream_frames,
+)
 from shared import jobs, metrics, segments
 from shared.config import settings
 from shared.db import session_scope
-from shared.models import Job, utcnow
+from shared.errors import DetectionError
+from shared.models import FrameResult, Job, JobKind, JobStatus, utcnow
 from shared.queue import publish_segment
-from shared.storage import frame_key, get_storage
+from shared.storage import frame_heatmap_key, frame_key, get_storage
 from worker import thumbnails
 
 log = logging.getLogger("rrr.worker")
@@ -163,3 +172,51 @@ def _aggregate(
             raise Canceled()
         metrics.observe(session, {"job_video": wall})
     log.info("job %s: succeeded (%d frames, %d segments)", job_id, len(frames), len(durations))
+
+
+def make_frame_heatmap(job_id: str, index: int) -> None:
+    """Store the heatmap of sampled frame ``index`` of a succeeded video job: that one frame
+    decoded again by the sampling rule of the analysis (so it is the frame the row describes and
+    its boxes fit), with a Grad-CAM overlay on the faces of its row, kept as a JPEG of at most
+    ``thumbnails.IMAGE_SIDE`` px. Safe to repeat: an existing heatmap is kept."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.kind != JobKind.VIDEO or job.status != JobStatus.SUCCEEDED:
+            return
+        row = session.get(FrameResult, (job_id, int(index)))
+        if row is None or not row.faces:
+            return
+        boxes = [face["box"] for face in row.faces]
+        frame_number = row.frame_number
+        params, upload, probe = dict(job.params), job.inputs[0]["key"], dict(job.probe or {})
+    storage = get_storage()
+    key = frame_heatmap_key(job_id, index)
+    if storage.exists(key) or not probe:
+        return
+    started = time.perf_counter()
+    info = VideoInfo(**probe)
+    sample_fps, max_frames = _sampling(params)
+    try:
+        with storage.local_path(upload) as path:
+            # samples index .. index: the one frame, by the rule the analysis used
+            one = sample_frames(path, info, sample_fps, max_frames, index, index + 1, _mode(params))
+            with closing(one):
+                frame = next((f for f in one if f.index == index), None)
+    except (FileNotFoundError, DetectionError) as exc:
+        log.warning("job %s: no heatmap for frame %d (%s)", job_id, index, exc)
+        return
+    if frame is None or frame.frame_number != frame_number:
+        # the stored video no longer yields the analysed frame: no overlay on a different one
+        log.warning("job %s: frame %d could not be decoded again", job_id, index)
+        return
+    drawn = get_analyzer().heatmap_rgb(frame.rgb, boxes)
+    if drawn is None:
+        return
+    data = thumbnails.jpeg(thumbnails.shrink(drawn, thumbnails.IMAGE_SIDE)[0])
+    storage.put(key, io.BytesIO(data), len(data))
+    log.info(
+        "job %s: heatmap of frame %d made in %.0f ms",
+        job_id,
+        index,
+        (time.perf_counter() - started) * 1000,
+    )

@@ -154,7 +154,49 @@ function frameDetail(job, frame, panel) {
         el("li", { class: f.prediction, text: faceSentence(f, i, result.threshold) })))
       : el("p", { text: "No face found in this frame." }));
   const picture = result.frame_images ? framePicture(job.id, frame, "frame-image") : frameOutline(result, faces);
-  panel.replaceChildren(words, picture);
+  if (result.frame_images && faces.length) {
+    panel.replaceChildren(words, el("div", { class: "frame-view" }, picture, ...frameHeatmapToggle(job.id, frame, picture)));
+  } else {
+    panel.replaceChildren(words, picture);
+  }
+}
+
+// Frame heatmaps, by "job/index": a worker draws one when first asked for (pictureUrl waits
+// through the 202 answers), so each is asked for once per page.
+const frameHeatmaps = new Map();
+
+// "Show heatmap": the frame with a Grad-CAM overlay on its faces, in place of its picture.
+function frameHeatmapToggle(jobId, frame, picture) {
+  const id = `frame-heatmap-${frame.index}`;
+  const toggle = el("input", { type: "checkbox", id });
+  const label = el("label", { for: id, class: "toggle" }, toggle, " Show heatmap (where the model looked)");
+  const heat = el("img", { class: "frame-heat", hidden: true,
+    alt: `Frame at ${clock(frame.timestamp_s)} with a Grad-CAM heatmap over each face` });
+  const note = el("p", { class: "hint", hidden: true });
+  toggle.addEventListener("change", async () => {
+    if (toggle.checked && !heat.src) {
+      const key = `${jobId}/${frame.index}`;
+      if (!frameHeatmaps.has(key)) frameHeatmaps.set(key, pictureUrl(`/v1/jobs/${jobId}/frames/${frame.index}/heatmap`));
+      label.classList.add("loading");
+      toggle.disabled = true;
+      try {
+        heat.src = await frameHeatmaps.get(key);
+        note.hidden = true;
+      } catch (err) {
+        frameHeatmaps.delete(key); // asked again on the next toggle
+        toggle.checked = false;
+        note.textContent = `Heatmap unavailable: ${err.message}`;
+        note.hidden = false;
+        return;
+      } finally {
+        label.classList.remove("loading");
+        toggle.disabled = false;
+      }
+    }
+    heat.hidden = !toggle.checked;
+    picture.hidden = toggle.checked;
+  });
+  return [heat, label, note];
 }
 
 // Up to `count` frames spread evenly over the video, as a strip of small pictures.

@@ -124,6 +124,15 @@ def test_video_job_by_url_shows_its_frames(page, finished, artifacts):
         top = max(scored, key=lambda f: f["probability_fake"])
         title = driver.find_element(By.CSS_SELECTOR, ".frame-detail h4").text
         assert frame_title(top) in title
+        # a frame with faces offers its heatmap, drawn by a worker on request (202 first)
+        driver.find_element(By.CSS_SELECTOR, ".frame-detail label.toggle").click()
+        loaded(driver, ".frame-detail img.frame-heat", 90)
+        assert not driver.find_element(
+            By.CSS_SELECTOR, ".frame-detail img.frame-image"
+        ).is_displayed()
+        save_shot(driver, artifacts, "reopened-video-heatmap", driver.find_element(By.ID, "result"))
+        driver.find_element(By.CSS_SELECTOR, ".frame-detail label.toggle").click()
+        assert driver.find_element(By.CSS_SELECTOR, ".frame-detail img.frame-image").is_displayed()
 
     # another point on the timeline shows that frame's picture
     points = driver.find_elements(By.CSS_SELECTOR, "svg.timeline .point")
