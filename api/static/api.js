@@ -66,26 +66,27 @@ function errorFrom(status, body) {
 const NETWORK = () =>
   new ApiError(0, "network", "Could not reach the service. Check that it is running, then try again.");
 
-// GET/DELETE helper: resolves with parsed JSON (or a Blob with as: "blob"), rejects with ApiError.
-// With pending: true, a 202 (still being made, e.g. a heatmap) resolves with null.
-export async function api(path, { method = "GET", as = "json", pending = false } = {}) {
+// JSON API helper (GET, POST without a body, DELETE): resolves with parsed JSON (or a Blob with as: "blob"), rejects with ApiError.
+export async function api(path, { method = "GET", as = "json" } = {}) {
   let res;
   try {
     res = await fetch(path, { method, headers: authHeaders(), cache: "no-store" });
   } catch {
     throw NETWORK();
   }
-  if (!res.ok) {
-    let body = null;
-    try {
-      body = await res.json();
-    } catch {
-      /* not JSON (e.g. a proxy's page): the headline alone is still readable */
-    }
-    throw errorFrom(res.status, body);
-  }
-  if (pending && res.status === 202) return null;
+  if (!res.ok) throw await failure(res);
   return as === "blob" ? res.blob() : res.json();
+}
+
+// The ApiError of a failed response, from its JSON error body when it has one.
+async function failure(res) {
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    /* not JSON (e.g. a proxy's page): the headline alone is still readable */
+  }
+  return errorFrom(res.status, body);
 }
 
 // POST /v1/jobs with upload progress. fetch() cannot report upload progress, XMLHttpRequest can.
@@ -140,15 +141,7 @@ export async function pictureUrl(path, { waitMs = 60000 } = {}) {
     if (res.status === 202) {
       throw new ApiError(202, "not_ready", "The picture is still being prepared.", "Try again in a moment.");
     }
-    if (!res.ok) {
-      let body = null;
-      try {
-        body = await res.json();
-      } catch {
-        /* no JSON body: the headline alone */
-      }
-      throw errorFrom(res.status, body);
-    }
+    if (!res.ok) throw await failure(res);
     return URL.createObjectURL(await res.blob());
   }
 }
