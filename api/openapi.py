@@ -523,6 +523,12 @@ def _response(description: str, schema: str | None, *headers: str) -> dict[str, 
     return response
 
 
+def _picture(media: str) -> dict[str, Any]:
+    """A 200 whose body is an image file."""
+    content = {media: {"schema": {"type": "string", "format": "binary"}}}
+    return {"description": media.split("/")[1].upper(), "content": content}
+
+
 def _errors(*codes: int, schema: str = "Error") -> dict[str, Any]:
     out = {}
     for code in codes:
@@ -693,12 +699,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "202": _response(
                         "being made; ask again after Retry-After", "Preparing", "Retry-After"
                     ),
-                    "200": {
-                        "description": "PNG",
-                        "content": {
-                            "image/png": {"schema": {"type": "string", "format": "binary"}}
-                        },
-                    },
+                    "200": _picture("image/png"),
                     "404": _response(
                         "no such job, not an image job, or no heatmap (no face found)", "Error"
                     ),
@@ -715,12 +716,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "item `index`, kept for the job's page (longest side 640 px, 320 px for batch "
                 "items); purged with the job",
                 "responses": {
-                    "200": {
-                        "description": "JPEG",
-                        "content": {
-                            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
-                        },
-                    },
+                    "200": _picture("image/jpeg"),
                     "404": _response("no such job or item, or no picture kept for it", "Error"),
                     **_errors(401, 503),
                 },
@@ -734,12 +730,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "`index` (as in /frames) with its face boxes drawn in their verdict's colour; "
                 "purged with the job",
                 "responses": {
-                    "200": {
-                        "description": "JPEG",
-                        "content": {
-                            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
-                        },
-                    },
+                    "200": _picture("image/jpeg"),
                     "404": _response("no such job or frame, or no picture kept for it", "Error"),
                     **_errors(401, 503),
                 },
@@ -757,12 +748,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "202": _response(
                         "being made; ask again after Retry-After", "Preparing", "Retry-After"
                     ),
-                    "200": {
-                        "description": "JPEG",
-                        "content": {
-                            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
-                        },
-                    },
+                    "200": _picture("image/jpeg"),
                     "404": _response(
                         "no such job (`job_not_found`), not a video job (`not_a_video_job`), "
                         "no such frame (`no_such_frame`), or no heatmap (`no_heatmap`: no face "

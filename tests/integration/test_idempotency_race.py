@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.support.service import Client, Processes, free_port
+from tests.support.service import Processes, start_apis
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +24,7 @@ def apis(request, processes: Processes) -> list[str]:
             RRR_DATABASE_URL=request.getfixturevalue("postgres_url"),
             RRR_BROKER_URL=request.getfixturevalue("redis_url"),
         )
-    upgrade = processes.run("db", "upgrade")
-    assert upgrade.returncode == 0, upgrade.stderr
-    bases = []
-    for _ in range(2):
-        port = free_port()
-        processes.start("api", "--port", str(port))
-        bases.append(f"http://127.0.0.1:{port}")
-    for base in bases:
-        Client(base).wait_ready()
-    return bases
+    return start_apis(processes)
 
 
 def _race(bases: list[str], files, key: str) -> list[requests.Response]:

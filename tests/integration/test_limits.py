@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support import hostile, media
-from tests.support.service import Client, Processes, free_port
+from tests.support.service import Processes, start_apis
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,8 @@ def backend(request, processes: Processes, tmp_path) -> str:
 
 
 def _two_apis(processes: Processes, **env: str) -> list[str]:
-    """Schema, then two API processes sharing the database (no worker: jobs stay queued)."""
     processes.env.update(env)
-    upgrade = processes.run("db", "upgrade")
-    assert upgrade.returncode == 0, upgrade.stderr
-    bases = []
-    for _ in range(2):
-        port = free_port()
-        processes.start("api", "--port", str(port))
-        bases.append(f"http://127.0.0.1:{port}")
-    for base in bases:
-        Client(base).wait_ready()
-    return bases
+    return start_apis(processes)
 
 
 def _burst(bases: list[str], headers: dict[str, str]) -> Counter:

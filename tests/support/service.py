@@ -107,6 +107,21 @@ class Client:
         raise AssertionError(f"job {job_id} not finished after {timeout} s: {job}")
 
 
+def start_apis(processes: Processes, count: int = 2) -> list[str]:
+    """Schema, then ``count`` API processes sharing the database (no worker: jobs stay
+    queued); their base URLs once each is ready."""
+    upgrade = processes.run("db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    bases = []
+    for _ in range(count):
+        port = free_port()
+        processes.start("api", "--port", str(port))
+        bases.append(f"http://127.0.0.1:{port}")
+    for base in bases:
+        Client(base).wait_ready()
+    return bases
+
+
 def start_service(processes: Processes, workers: int = 1) -> Client:
     """Schema upgrade, then `rrr api` on a free port and ``workers`` × `rrr worker`; ready."""
     upgrade = processes.run("db", "upgrade")
