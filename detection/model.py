@@ -45,6 +45,9 @@ class ModelConfig:
     # a face whose calibrated probability_fake lies within this distance of the threshold is
     # UNCERTAIN rather than FAKE or REAL (0 = always decide)
     unsure_margin: float = 0.0
+    # what the network sees of a face crop: "face", the whole crop resized to input_size; or
+    # "patch", its centre input_size square at close to native resolution (see ``model_view``)
+    view: str = "face"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +88,42 @@ def resize_face(crop: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+PATCH_MAX_SIDE = 256  # a "patch" view first shrinks crops whose longer side exceeds this
+
+
+def native_crop(crop: np.ndarray, max_side: int = PATCH_MAX_SIDE) -> np.ndarray:
+    """A crop shrunk (never enlarged) so its longer side is at most ``max_side``: how much of
+    the native resolution a patch view keeps, the same in training data and in serving."""
+    h, w = crop.shape[:2]
+    if max(h, w) <= max_side:
+        return crop
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+
+
+def patch_at(crop: np.ndarray, size: int, top: float = 0.5, left: float = 0.5) -> np.ndarray:
+    """The ``size`` square of a native crop at relative position (top, left) in [0, 1]; a crop
+    too small for one is resized whole, as the face view would."""
+    h, w = crop.shape[:2]
+    if min(h, w) < size:
+        return resize_face(crop, size)
+    y, x = round((h - size) * top), round((w - size) * left)
+    return crop[y : y + size, x : x + size]
+
+
+def model_view(crop: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """What the network sees of one RGB face crop, (S, S, 3).
+
+    "face": the whole crop resized (the face's shape, blending edges, lighting). "patch": the
+    centre of the crop without resizing it below ``PATCH_MAX_SIDE``, so a generator's
+    pixel-level traces survive and the look of the whole portrait does not dominate.
+    """
+    if config.view == "patch":
+        return patch_at(native_crop(crop), config.input_size)
+    return resize_face(crop, config.input_size)
+
+
 def preprocess(crops: list[np.ndarray], config: ModelConfig) -> np.ndarray:
     """RGB uint8 face crops of any size -> float32 batch (N, 3, S, S), normalised.
 
@@ -97,7 +136,7 @@ def preprocess(crops: list[np.ndarray], config: ModelConfig) -> np.ndarray:
     for i, crop in enumerate(crops):
         if crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"face crop must be an RGB array (H, W, 3), got shape {crop.shape}")
-        resized = resize_face(crop, size)  # (S, S, 3)
+        resized = model_view(crop, config)  # (S, S, 3)
         batch[i] = resized.transpose(2, 0, 1).astype(np.float32) / 255.0  # (3, S, S)
     batch -= mean
     batch /= std

@@ -51,6 +51,16 @@ SELF_BLEND_OPTION = click.option(
 )
 
 
+VIEW_OPTION = click.option(
+    "--view",
+    type=click.Choice(["face", "patch"]),
+    default="face",
+    show_default=True,
+    help="What B0 sees of a crop: the whole face resized, or a native-resolution patch of it "
+    "(detection.model.model_view).",
+)
+
+
 def freeze_blocks_option(default: int):
     return click.option(
         "--freeze-blocks",
@@ -114,10 +124,12 @@ def freeze_blocks_option(default: int):
 @click.option(
     "--leave-out",
     multiple=True,
-    help="Source of a staged table (rrr data) to train without; repeatable.",
+    help="Source of a staged table (rrr data) to train without, or SOURCE:fake for only its "
+    "fakes; repeatable.",
 )
 @freeze_blocks_option(0)
 @SELF_BLEND_OPTION
+@VIEW_OPTION
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
     from training.train import TrainConfig, train
@@ -336,7 +348,8 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     "--source",
     "sources",
     multiple=True,
-    help="Source to leave out; repeatable [default: every source of the table].",
+    help="Source to leave out, or SOURCE:fake to leave out only its fakes (an unseen "
+    "generator beside real photos that were seen); repeatable [default: every source].",
 )
 @click.option("--steps", default=900, show_default=True, help="Optimiser steps per fold.")
 @click.option("--input-size", default=128, show_default=True, help="Square crop side fed to B0.")
@@ -365,6 +378,7 @@ def _eval_table(kwargs: dict[str, object]) -> None:
 )
 @freeze_blocks_option(2)
 @SELF_BLEND_OPTION
+@VIEW_OPTION
 def loso_command(**kwargs: object) -> None:
     """Leave-one-source-out: train without each source, test on it; prints the table."""
     from training.data import read_labels
@@ -388,6 +402,7 @@ def loso_command(**kwargs: object) -> None:
         warmup_steps=int(kwargs["warmup_steps"]),  # type: ignore[arg-type]
         self_blend=float(kwargs["self_blend"]),  # type: ignore[arg-type]
         input_size=int(kwargs["input_size"]),  # type: ignore[arg-type]
+        view=str(kwargs["view"]),
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
     unfinished = [s for s, f in results["folds"].items() if "sources" not in f]

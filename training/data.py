@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detection.model import KIND_LABELS, LABELS, resize_face
+from detection.model import KIND_LABELS, LABELS, native_crop, resize_face
 
 SPLIT_SALT = "rrr-split-v1"  # changing it changes every split; it is recorded in the weights
 SPLIT_FRACTIONS = (80, 10, 10)  # train / val / test, in percent of groups
@@ -155,6 +155,23 @@ def predecode(samples: list[Sample], size: int, desc: str = "decode") -> np.ndar
         # resized as serving resizes, so training sees what serving sees
         images[i] = resize_face(load_rgb(sample.path), size)
     return images
+
+
+def predecode_native(samples: list[Sample], desc: str = "decode") -> list[np.ndarray]:
+    """Decode every crop once at the resolution a patch view keeps (``native_crop``)."""
+    return [
+        native_crop(load_rgb(s.path)) for s in tqdm(samples, desc=desc, unit="img", mininterval=5)
+    ]
+
+
+def left_out(sample: Sample, specs: list[str] | tuple[str, ...]) -> bool:
+    """Whether a leave-out list drops this sample: "SOURCE" drops the whole source,
+    "SOURCE:fake" only its fakes (a generator never seen, beside real photos that were)."""
+    for spec in specs:
+        source, _, part = spec.partition(":")
+        if sample.source == source and (not part or (part == "fake") == sample.is_fake):
+            return True
+    return False
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -26,7 +26,7 @@ from training.calibration import (
     unsure_mask,
     unsure_tradeoff,
 )
-from training.data import Sample, load_rgb, read_labels, split_samples
+from training.data import Sample, left_out, load_rgb, read_labels, split_samples
 from training.metrics import best_threshold, roc_auc
 
 MAX_UNSURE_SHARE = 0.08  # the unsure band may hold at most this share of validation faces
@@ -121,7 +121,8 @@ def evaluate_checkpoint(
 
     Calibration, threshold and unsure margin are fitted on the validation split of the sources
     the checkpoint trained on; each of those is reported on its test split ("in-source"), each
-    ``held_out`` source on all its rows ("left out"). Returns (report, fitted config).
+    ``held_out`` source on all its rows ("left out"); a ``SOURCE:fake`` entry reports all that
+    source's fakes beside the test split of its reals. Returns (report, fitted config).
     """
     torch.set_num_threads(threads)
     model, config, _ = load_checkpoint(checkpoint)
@@ -129,7 +130,7 @@ def evaluate_checkpoint(
     samples = read_labels(table, data_dir or Path(table).parent, config.labels)
     splits = split_samples(samples)
     t0 = time.monotonic()
-    val = _cap([s for s in splits["val"] if s.source not in held_out], cap)
+    val = _cap([s for s in splits["val"] if not left_out(s, held_out)], cap)
     val_probs = class_probs_t1(detector, [load_rgb(s.path) for s in val])
     fitted = fit_decision(config, val_probs, np.array([s.label for s in val]))
     report: dict = {
@@ -141,11 +142,13 @@ def evaluate_checkpoint(
         "unsure_margin": round(fitted.unsure_margin, 4),
         "sources": {},
     }
+    test = set(splits["test"])
     for source in sorted({s.source for s in samples}):
-        part = "left_out" if source in held_out else "in_source"
         rows = [s for s in samples if s.source == source]
-        if part == "in_source":
-            rows = [s for s in rows if s in set(splits["test"])]
+        unseen = [s for s in rows if left_out(s, held_out)]
+        part = "left_out" if unseen else "in_source"
+        # what was left out, all of it, beside the test split of what was not
+        rows = [s for s in rows if s in test or left_out(s, held_out)]
         rows = _cap(rows, cap)
         if not rows:
             continue

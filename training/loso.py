@@ -30,6 +30,7 @@ def run_loso(
     warmup_steps: int = 50,
     self_blend: float = 0.0,
     input_size: int = 128,
+    view: str = "face",
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -43,13 +44,14 @@ def run_loso(
         "freeze_blocks": freeze_blocks,
         "self_blend": self_blend,
         "input_size": input_size,
+        "view": view,
         "folds": {},
     }
     for source in sources:
-        run_dir = out / f"without-{source}"
+        run_dir = out / f"without-{source.replace(':', '-')}"
         summary = run_dir / "summary.json"
         finished = summary.is_file() and json.loads(summary.read_text())["stopped"] == "finished"
-        fold_init = "lite0" if source in fresh_init_for else init
+        fold_init = "lite0" if source.partition(":")[0] in fresh_init_for else init
         if not finished:
             train(
                 TrainConfig(
@@ -68,6 +70,7 @@ def run_loso(
                     warmup_steps=warmup_steps,
                     self_blend=self_blend,
                     input_size=input_size,
+                    view=view,
                 )
             )
             finished = json.loads(summary.read_text())["stopped"] == "finished"
@@ -79,7 +82,7 @@ def run_loso(
         (run_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
         results["folds"][source] = report
     rows = [
-        (f"without {source}", fold["sources"][source])
+        (f"without {source}", fold["sources"][source.partition(":")[0]])
         for source, fold in results["folds"].items()
         if "sources" in fold
     ]

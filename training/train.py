@@ -21,6 +21,7 @@ from detection.model import (
     LABELS,
     SIGNAL_LABELS,
     ModelConfig,
+    patch_at,
     preprocess,
 )
 from detection.network import build_model, load_checkpoint, save_checkpoint
@@ -29,7 +30,9 @@ from training.data import (
     SPLIT_SALT,
     Sample,
     augment,
+    left_out,
     predecode,
+    predecode_native,
     read_labels,
     split_samples,
     table_has_kinds,
@@ -72,7 +75,8 @@ class TrainConfig:
     split_salt: str = SPLIT_SALT
     # length of the run in optimiser steps (overrides ``epochs``); balanced runs count in steps
     steps: int | None = None
-    # sources of a multi-source table to train without (leave-one-source-out runs)
+    # sources of a multi-source table to train without (leave-one-source-out runs); "SOURCE:fake"
+    # leaves out only that source's fakes (an unseen generator, its real photos still seen)
     leave_out: list[str] = field(default_factory=list)
     # keep the stem and this many first blocks of B0 fixed: their backward pass is the costliest
     # part of a CPU step at full resolution, and low-level filters need little change
@@ -80,6 +84,9 @@ class TrainConfig:
     # share of each batch replaced by self-blended real faces labelled as face swaps
     # (training/blend.py): swap traces without any one method's fingerprint
     self_blend: float = 0.0
+    # "face" (the whole crop resized) or "patch" (a native-resolution square of it; training
+    # draws its position at random, serving takes the centre): see detection.model.model_view
+    view: str = "face"
     extra: dict = field(default_factory=dict)
 
 
@@ -181,7 +188,7 @@ def train(cfg: TrainConfig) -> dict:
 
     labels = SIGNAL_LABELS if table_has_kinds(labels_csv) else LABELS
     samples = [
-        s for s in read_labels(labels_csv, cfg.data_dir, labels) if s.source not in cfg.leave_out
+        s for s in read_labels(labels_csv, cfg.data_dir, labels) if not left_out(s, cfg.leave_out)
     ]
     splits = split_samples(samples, cfg.split_salt)
     splits = {name: _subset(items, cfg.limit) for name, items in splits.items()}
@@ -197,6 +204,7 @@ def train(cfg: TrainConfig) -> dict:
         std=IMAGENET_STD,
         labels=labels,
         dropout=cfg.dropout,
+        view=cfg.view,
     )
     model, init_desc = _initial_model(cfg, model_config)
     model.to(device).to(memory_format=torch.channels_last)
@@ -235,8 +243,12 @@ def train(cfg: TrainConfig) -> dict:
         f"{len(val_set)} images, {steps_per_epoch} steps/epoch, {total_steps} steps total",
     )
 
-    train_images = predecode(train_set, cfg.input_size, "decode train")
-    val_images = predecode(val_set, cfg.input_size, "decode val")
+    if cfg.view == "patch":
+        train_images = predecode_native(train_set, "decode train")
+        val_images = predecode_native(val_set, "decode val")
+    else:
+        train_images = predecode(train_set, cfg.input_size, "decode train")
+        val_images = predecode(val_set, cfg.input_size, "decode val")
     train_labels = np.array([s.label for s in train_set], dtype=np.int64)
     train_reals = np.flatnonzero([not s.is_fake for s in train_set])
     swap_label = labels.index("FACE_SWAP") if "FACE_SWAP" in labels else FAKE_INDEX
@@ -279,7 +291,9 @@ def train(cfg: TrainConfig) -> dict:
             else:
                 entry[f"auc/{source}"] = round(roc_auc(val_fake[mask], probs[mask]), 4)
         history.append(entry)
-        improved = auc > best_auc
+        # the first validation always writes a checkpoint, even when a tiny validation split
+        # holds one class and the AUC is undefined
+        improved = auc > best_auc or not (run_dir / BEST).is_file()
         if improved:
             best_auc = auc
             meta = {
@@ -321,6 +335,8 @@ def train(cfg: TrainConfig) -> dict:
         t0 = time.monotonic()
         targets = train_labels[idx].copy()
         sources = [train_images[i] for i in idx]
+        if cfg.view == "patch":
+            sources = [patch_at(c, cfg.input_size, rng.random(), rng.random()) for c in sources]
         if cfg.self_blend > 0:
             for slot in np.flatnonzero(rng.random(len(idx)) < cfg.self_blend):
                 sources[slot] = self_blend(train_images[rng.choice(train_reals)], rng)

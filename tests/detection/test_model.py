@@ -60,3 +60,22 @@ def test_preprocess_resizes_and_normalises():
 def test_preprocess_rejects_grey_crops():
     with pytest.raises(ValueError, match="RGB"):
         preprocess([np.zeros((10, 10), np.uint8)], ModelConfig())
+
+
+def test_patch_view_keeps_native_pixels():
+    from detection.model import PATCH_MAX_SIDE, model_view
+
+    rng = np.random.default_rng(0)
+    config = ModelConfig(input_size=64, view="patch")
+    mid = rng.integers(0, 256, (200, 180, 3), dtype=np.uint8)
+    # a crop under the cap: its centre, pixel for pixel
+    assert np.array_equal(model_view(mid, config), mid[68:132, 58:122])
+    # a large crop is first shrunk to the cap, then its centre taken
+    big = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    assert model_view(big, config).shape == (64, 64, 3)
+    assert PATCH_MAX_SIDE >= 64
+    # a crop smaller than the input is resized whole, as the face view does
+    small = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    assert np.array_equal(model_view(small, config), model_view(small, ModelConfig(input_size=64)))
+    # preprocess follows the view
+    assert preprocess([mid], config).shape == (1, 3, 64, 64)

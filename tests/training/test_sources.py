@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from detection.model import SIGNAL_LABELS
+from detection.network import load_checkpoint
 from training.data import read_labels, split_samples
 from training.generalisation import evaluate_checkpoint, reencode
 from training.sources import Equalise, stage
@@ -151,3 +152,45 @@ def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
     assert 0.0 <= control["verdicts_changed"] <= 1.0
     assert report["sources"]["dfdc"]["part"] == "in_source"
     assert [r["margin"] for r in left["unsure_tradeoff"]][0] == 0.0
+
+
+def test_unseen_generator_fold_with_patch_view(staged, tmp_path) -> None:
+    """SOURCE:fake leaves out a generator's fakes but keeps its real photos; a patch-view run
+    trains, stores its view in the checkpoint and is reported on that source's fakes."""
+    run = tmp_path / "without-stylegan2-fake"
+    train(
+        TrainConfig(
+            data_dir=str(staged),
+            run_dir=str(run),
+            steps=2,
+            batch_size=4,
+            leave_out=["stylegan2:fake"],
+            init="lite0",
+            threads=1,
+            warmup_steps=1,
+            val_every=2,
+            freeze_blocks=2,
+            view="patch",
+        )
+    )
+    split = json.loads((run / "splits.json").read_text())
+    trained = {g for part in split["groups"].values() for g in part}
+    rows = read_labels(staged / "labels.csv", staged, SIGNAL_LABELS)
+    gan_fakes = {s.group for s in rows if s.source == "stylegan2" and s.is_fake}
+    gan_reals = {s.group for s in rows if s.source == "stylegan2" and not s.is_fake}
+    assert gan_fakes and not gan_fakes & trained
+    assert gan_reals & trained  # its real photos are still seen
+    _, config, _ = load_checkpoint(run / "best.pt")
+    assert config.view == "patch"
+    report, _ = evaluate_checkpoint(
+        run / "best.pt", staged / "labels.csv", held_out=("stylegan2:fake",), threads=1
+    )
+    left = report["sources"]["stylegan2"]
+    assert left["part"] == "left_out" and left["n_fake"] == len(
+        [s for s in rows if s.source == "stylegan2" and s.is_fake]
+    )
+    test_reals = [
+        s for s in split_samples(rows)["test"] if s.source == "stylegan2" and not s.is_fake
+    ]
+    assert left["n_real"] == len(test_reals)  # only the test split of its reals
+    assert report["sources"]["dfdc"]["part"] == "in_source"
