@@ -274,6 +274,21 @@ def verdict_lines(job: dict, name: str) -> list[str]:
 @click.option(
     "--idempotency-key", default=None, help="Repeat-safe submission: the same key, the same job."
 )
+@click.option(
+    "--webhook",
+    default=None,
+    help="URL the API posts the job's events to, signed (the server needs RRR_WEBHOOK_SECRET).",
+)
+@click.option(
+    "--webhook-event",
+    "webhook_events",
+    multiple=True,
+    type=click.Choice(["start", "progress", "completed"]),
+    help="Event posted to --webhook; repeatable [default: completed].",
+)
+@click.option(
+    "--heatmap", is_flag=True, help="Image jobs: draw the heatmap with the verdict, not on demand."
+)
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
 @click.option(
     "--json",
@@ -291,6 +306,9 @@ def submit(
     max_frames,
     threshold,
     idempotency_key,
+    webhook,
+    webhook_events,
+    heatmap,
     timeout,
     as_json,
 ) -> None:
@@ -312,6 +330,9 @@ def submit(
             max_frames=max_frames,
             threshold=threshold,
             idempotency_key=idempotency_key,
+            webhook=webhook,
+            webhook_events=webhook_events or None,
+            heatmap=heatmap or None,
         )
         if not wait:
             if as_json:

@@ -144,11 +144,13 @@ class Client:
         wait_s: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        heatmap: bool | None = None,
     ) -> Job:
         """Upload files as one job: one path (an image or a video) or several (an image
         batch). ``wait_s``: let the server hold the answer until the job ends (at most that).
         ``webhook``: a URL the job's ``webhook_events`` are posted to (start, progress,
-        completed; default completed), signed as Standard Webhooks specifies."""
+        completed; default completed), signed as Standard Webhooks specifies. ``heatmap``: an
+        image job draws its heatmap with the verdict instead of when first asked for."""
         if not paths:
             raise ValueError("submit needs at least one file")
         field = "file" if len(paths) == 1 else "files"
@@ -159,6 +161,7 @@ class Client:
             "threshold": threshold,
             "webhook": webhook,
             "webhook_events": ",".join(webhook_events) if webhook_events else None,
+            "heatmap": "true" if heatmap else None,
         }
         data = {name: str(value) for name, value in options.items() if value is not None}
         headers = {}

@@ -309,3 +309,27 @@ def test_submit_sends_key_options_and_idempotency_key(
     assert json.loads(again.stdout)["id"] == job["id"]  # the key names the same job
     other = runner.invoke(cli, ["submit", crops[0], *options, *url])
     assert other.exit_code == 1 and "idempotency_conflict" in other.stderr
+
+
+def test_submit_sends_webhook_and_heatmap_options(
+    client, monkeypatch, override_settings, face_crops
+):
+    import json
+
+    from tests.shared.test_webhooks import new_secret
+
+    override_settings(RRR_WEBHOOK_SECRET=new_secret(), RRR_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    _through_test_client(client, monkeypatch)
+    runner = CliRunner()
+    crop = str(face_crops["real"][0])
+    hook = ["--webhook", "http://127.0.0.1:9/hook"]
+    hook += ["--webhook-event", "start", "--webhook-event", "completed"]
+    url = ["--url", "http://rrr.test"]
+    done = runner.invoke(cli, ["submit", crop, *hook, "--heatmap", "--json", *url])
+    assert done.exit_code == 0, done.output
+    job = json.loads(done.stdout)
+    assert job["webhook"]["url"] == "http://127.0.0.1:9/hook"
+    assert job["webhook"]["events"] == ["start", "completed"]
+    assert job["params"]["heatmap"] is True
+    refused = runner.invoke(cli, ["submit", crop, "--webhook", "https://10.1.2.3/x", *url])
+    assert refused.exit_code == 1 and "invalid_webhook" in refused.stderr
