@@ -148,13 +148,32 @@ class Detector:
 
     The worker builds it from the weights (``from_checkpoint``); evaluation wraps the model it
     is training (``Detector(TorchEngine(model), config)``), so both score through this code.
+
+    A model may name a *partner* (``config.extra["partner"]``: its checkpoint file beside this
+    one and its weight): a second B0 that sees the face another way (``ModelConfig.view``). The
+    class probabilities are then the weighted mean of both, each at its own temperature, and the
+    threshold and unsure band of this model's config apply to that mean. Heatmaps come from
+    this model alone.
     """
 
-    def __init__(self, engine: Engine, config: ModelConfig, sha256: str = "") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: ModelConfig,
+        sha256: str = "",
+        partner: Detector | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.info = ModelInfo(config.name, config.version, sha256, engine.name)
+        self.partner = partner
         self._lock = threading.Lock()
+
+    @property
+    def partner_weight(self) -> float:
+        if self.partner is None:
+            return 0.0
+        return float((self.config.extra.get("partner") or {}).get("weight", 0.5))
 
     @classmethod
     def from_checkpoint(
@@ -172,7 +191,9 @@ class Detector:
                     )
                 sha256 = verified_onnx_sha256(weights_path)  # before the file is loaded
                 runner = OnnxEngine(onnx_path, threads)
-                return cls(runner, runner.config(), sha256)
+                config = runner.config()
+                partner = cls._partner_of(weights_path, config, threads, engine)
+                return cls(runner, config, sha256, partner)
             if engine != "torch":
                 raise ValueError(f"unknown engine {engine!r}: use onnx or torch")
             import torch
@@ -181,7 +202,8 @@ class Detector:
 
             torch.set_num_threads(threads)
             model, config, _ = load_checkpoint(weights_path)
-            return cls(TorchEngine(model), config, file_sha256(weights_path))
+            partner = cls._partner_of(weights_path, config, threads, engine)
+            return cls(TorchEngine(model), config, file_sha256(weights_path), partner)
         except FileNotFoundError as exc:
             raise ModelUnavailable(str(exc), code="weights_missing") from exc
         except ModuleNotFoundError as exc:
@@ -194,6 +216,20 @@ class Detector:
             raise ModelUnavailable(
                 f"could not load model weights from {weights_path}: {exc}", code="weights_invalid"
             ) from exc
+
+    @classmethod
+    def _partner_of(
+        cls, weights_path: Path, config: ModelConfig, threads: int, engine: str
+    ) -> Detector | None:
+        spec = config.extra.get("partner")
+        if not spec:
+            return None
+        partner_path = weights_path.parent / str(spec["file"])
+        if not partner_path.with_suffix(".onnx" if engine == "onnx" else ".pt").is_file():
+            raise FileNotFoundError(
+                f"{weights_path.name} works with {partner_path.name}, which is not beside it"
+            )
+        return cls.from_checkpoint(partner_path, threads, engine)
 
     def score(self, crops: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 face crops -> float64 array of P(FAKE), in the same order."""
@@ -208,7 +244,11 @@ class Detector:
             for start in range(0, len(crops), BATCH_SIZE):
                 batch = preprocess(crops[start : start + BATCH_SIZE], self.config)
                 out.append(class_probabilities(self.engine.run(batch)[0], self.config))
-        return np.concatenate(out)
+        own = np.concatenate(out)
+        if self.partner is None:
+            return own
+        weight = self.partner_weight
+        return (1.0 - weight) * own + weight * self.partner.class_probabilities(crops)
 
     def gradcam(self, crop: np.ndarray) -> np.ndarray:
         """Grad-CAM map (H, W) in [0, 1] over one RGB face crop, for the FAKE class."""

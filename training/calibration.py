@@ -62,13 +62,13 @@ def reliability(p_fake: np.ndarray, is_fake: np.ndarray, bins: int = RELIABILITY
         mask = which == b
         n = int(mask.sum())
         if n == 0:
-            rows.append({"bin": [round(edges[b], 2), round(edges[b + 1], 2)], "n": 0})
+            rows.append({"bin": [round(float(edges[b]), 2), round(float(edges[b + 1]), 2)], "n": 0})
             continue
         predicted, observed = float(p_fake[mask].mean()), float(is_fake[mask].mean())
         gap += n * abs(predicted - observed)
         rows.append(
             {
-                "bin": [round(edges[b], 2), round(edges[b + 1], 2)],
+                "bin": [round(float(edges[b]), 2), round(float(edges[b + 1]), 2)],
                 "n": n,
                 "mean_predicted": round(predicted, 4),
                 "observed_fake": round(observed, 4),

@@ -246,6 +246,12 @@ def train_command(**kwargs: object) -> None:
     default=None,
     help="With --table --out: the loso.json of rrr loso, recorded in the model card.",
 )
+@click.option(
+    "--partner",
+    default=None,
+    help="With --table: a second checkpoint (another view) scored together with --checkpoint; "
+    "with --out it is shipped beside it.",
+)
 def eval_command(**kwargs: object) -> None:
     """Evaluate a checkpoint: threshold from val, metrics + ROC/confusion PNGs on the test split.
 
@@ -304,12 +310,16 @@ def _eval_table(kwargs: dict[str, object]) -> None:
     for path, what in ((checkpoint, "checkpoint"), (table, "staged table")):
         if not path.is_file():
             _fail(f"{what} not found: {path}")
+    partner = Path(str(kwargs["partner"])) if kwargs["partner"] else None
+    if partner is not None and not partner.is_file():
+        _fail(f"partner checkpoint not found: {partner}")
     report, fitted = evaluate_checkpoint(
         checkpoint,
         table,
         held_out=tuple(kwargs["held_out"]),  # type: ignore[arg-type]
-        threads=int(kwargs["threads"]),
-    )  # type: ignore[arg-type]
+        threads=int(kwargs["threads"]),  # type: ignore[arg-type]
+        partner=partner,
+    )
     report["command"] = _invocation()
     out_dir = Path(str(kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"))
     write_report(report, out_dir, checkpoint.stem)
@@ -326,6 +336,7 @@ def _eval_table(kwargs: dict[str, object]) -> None:
             {"train": str(kwargs["train_cmd"] or ""), "evaluate_and_export": _invocation()},
             json.loads(staging.read_text()) if staging.is_file() else None,
             json.loads(loso.read_text()) if loso and loso.is_file() else None,
+            partner=partner,
         )
         click.echo(
             f"wrote {kwargs['export_path']} (sha256 {side['sha256'][:12]}...); "

@@ -66,8 +66,9 @@ def class_probs_t1(detector: Detector, crops: list[np.ndarray]) -> np.ndarray:
 def calibrated_probs(
     detector: Detector, crops: list[np.ndarray], config: ModelConfig
 ) -> np.ndarray:
-    """(N, C) class probabilities under ``config``'s temperature (not the checkpoint's)."""
-    return Detector(detector.engine, config).class_probabilities(crops)
+    """(N, C) class probabilities under ``config``'s temperature (not the checkpoint's), with the
+    detector's partner, if any, at its own."""
+    return Detector(detector.engine, config, partner=detector.partner).class_probabilities(crops)
 
 
 def fit_decision(
@@ -81,6 +82,40 @@ def fit_decision(
     threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
     margin = fit_unsure_margin(p_fake, threshold, max_unsure)
     return dataclasses.replace(tuned, threshold=float(threshold), unsure_margin=margin)
+
+
+PARTNER_WEIGHT = 0.5  # a partner's share of the class probabilities: equal, not tuned
+
+
+def fit_pair(
+    config: ModelConfig,
+    probs: np.ndarray,
+    partner_config: ModelConfig,
+    partner_probs: np.ndarray,
+    labels: np.ndarray,
+    partner_file: str,
+    weight: float = PARTNER_WEIGHT,
+    max_unsure: float = MAX_UNSURE_SHARE,
+) -> tuple[ModelConfig, ModelConfig]:
+    """The decision rule of two models scored together (``Detector`` with a partner): each one's
+    temperature fitted on its own, then the threshold and unsure margin on their weighted mean,
+    all on validation data. Returns (this model's config naming the partner, partner's config)."""
+    temperature = fit_temperature(np.log(np.clip(probs, 1e-12, 1.0)), labels)
+    partner_t = fit_temperature(np.log(np.clip(partner_probs, 1e-12, 1.0)), labels)
+    tuned = dataclasses.replace(
+        config,
+        temperature=temperature,
+        extra={**config.extra, "partner": {"file": partner_file, "weight": weight}},
+    )
+    partner_tuned = dataclasses.replace(partner_config, temperature=partner_t)
+    mean = (1.0 - weight) * class_probabilities(np.log(np.clip(probs, 1e-12, 1.0)), tuned)
+    mean += weight * class_probabilities(np.log(np.clip(partner_probs, 1e-12, 1.0)), partner_tuned)
+    p_fake = fake_probability(mean, tuned)
+    is_fake = labels != config.real_index
+    threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
+    margin = fit_unsure_margin(p_fake, threshold, max_unsure)
+    tuned = dataclasses.replace(tuned, threshold=float(threshold), unsure_margin=margin)
+    return tuned, partner_tuned
 
 
 def source_report(p_fake: np.ndarray, is_fake: np.ndarray, config: ModelConfig) -> dict:
@@ -116,13 +151,16 @@ def evaluate_checkpoint(
     threads: int = 2,
     cap: int | None = EVAL_CAP,
     control: bool = True,
+    partner: str | Path | None = None,
 ) -> tuple[dict, ModelConfig]:
     """Per-source figures of a checkpoint on a staged table.
 
     Calibration, threshold and unsure margin are fitted on the validation split of the sources
     the checkpoint trained on; each of those is reported on its test split ("in-source"), each
     ``held_out`` source on all its rows ("left out"); a ``SOURCE:fake`` entry reports all that
-    source's fakes beside the test split of its reals. Returns (report, fitted config).
+    source's fakes beside the test split of its reals. With ``partner`` (a second checkpoint,
+    e.g. another view), both score together as a ``Detector`` with a partner does (``fit_pair``);
+    the fitted config then names the partner's file. Returns (report, fitted config).
     """
     torch.set_num_threads(threads)
     model, config, _ = load_checkpoint(checkpoint)
@@ -131,10 +169,27 @@ def evaluate_checkpoint(
     splits = split_samples(samples)
     t0 = time.monotonic()
     val = _cap([s for s in splits["val"] if not left_out(s, held_out)], cap)
-    val_probs = class_probs_t1(detector, [load_rgb(s.path) for s in val])
-    fitted = fit_decision(config, val_probs, np.array([s.label for s in val]))
+    val_crops = [load_rgb(s.path) for s in val]
+    val_probs = class_probs_t1(detector, val_crops)
+    val_labels = np.array([s.label for s in val])
+    partner_fitted = None
+    if partner is not None:
+        partner_model, partner_config, _ = load_checkpoint(partner)
+        partner_engine = TorchEngine(partner_model)
+        partner_probs = class_probs_t1(Detector(partner_engine, partner_config), val_crops)
+        fitted, partner_fitted = fit_pair(
+            config, val_probs, partner_config, partner_probs, val_labels, Path(partner).name
+        )
+        detector = Detector(
+            detector.engine, fitted, partner=Detector(partner_engine, partner_fitted)
+        )
+    else:
+        fitted = fit_decision(config, val_probs, val_labels)
+    del val_crops
     report: dict = {
         "checkpoint": str(checkpoint),
+        "partner": str(partner) if partner else None,
+        "partner_config": partner_fitted.to_dict() if partner_fitted else None,
         "held_out": list(held_out),
         "fitted_on": f"validation split of {sorted({s.source for s in val})} ({len(val)} crops)",
         "temperature": round(fitted.temperature, 4),
@@ -276,23 +331,51 @@ def export_model(
     commands: dict[str, str],
     staging: dict | None = None,
     loso: dict | None = None,
+    partner: str | Path | None = None,
 ) -> dict:
     """Write the shipped checkpoint with its fitted decision rule (temperature, threshold,
     unsure margin) and ``<name>.json`` beside it: the per-source figures, the leave-one-source-out
-    table, the data and its licences. Returns that metadata."""
+    table, the data and its licences. Returns that metadata.
+
+    With ``partner`` (the checkpoint evaluated beside it), that one is written too, as
+    ``<name>-<its view>.pt`` with its fitted temperature, and the shipped config names it."""
     from detection.model import file_sha256
     from detection.network import save_checkpoint
 
     model, _, ckpt_meta = load_checkpoint(checkpoint)
     sources = sorted(report["sources"])
-    shipped = dataclasses.replace(
-        fitted,
-        version=version,
-        extra={
-            "trained_on": sources,
-            "decision_fitted_on": report["fitted_on"],
-        },
-    )
+    extra: dict = {"trained_on": sources, "decision_fitted_on": report["fitted_on"]}
+    partner_side = None
+    if partner is not None:
+        partner_model, _, partner_meta = load_checkpoint(partner)
+        partner_config = dataclasses.replace(
+            ModelConfig.from_dict(report["partner_config"]), version=version
+        )
+        partner_path = path.with_name(f"{path.stem}-{partner_config.view}{path.suffix}")
+        save_checkpoint(
+            partner_model,
+            partner_config,
+            partner_path,
+            {
+                "partner_of": path.name,
+                "training": {k: v for k, v in partner_meta.items() if k != "history"},
+                "licence_note": "as its partner's: non-commercial research use only",
+            },
+        )
+        partner_side = {
+            "file": partner_path.name,
+            "sha256": file_sha256(partner_path),
+            "size_bytes": partner_path.stat().st_size,
+            "config": partner_config.to_dict(),
+            "partner_of": path.name,
+            "training": {k: v for k, v in partner_meta.items() if k != "history"},
+        }
+        partner_path.with_suffix(".json").write_text(json.dumps(partner_side, indent=1) + "\n")
+        extra["partner"] = {
+            "file": partner_path.name,
+            "weight": fitted.extra["partner"]["weight"],
+        }
+    shipped = dataclasses.replace(fitted, version=version, extra=extra)
     licences = {
         name: entry["licence"] for name, entry in (staging or {}).get("sources", {}).items()
     }
@@ -321,6 +404,8 @@ def export_model(
         "licence_note": "weights derived from DFDC, LFW, FFHQ, StyleGAN2 and SDFD data: "
         "non-commercial research use only",
     }
+    if partner_side:
+        metadata["partner"] = partner_side
     save_checkpoint(model, shipped, path, metadata)
     side = dict(
         metadata,

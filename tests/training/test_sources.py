@@ -14,8 +14,9 @@ from PIL import Image
 
 from detection.model import SIGNAL_LABELS
 from detection.network import load_checkpoint
-from training.data import read_labels, split_samples
-from training.generalisation import evaluate_checkpoint, reencode
+from shared.errors import ModelUnavailable
+from training.data import load_rgb, read_labels, split_samples
+from training.generalisation import evaluate_checkpoint, export_model, reencode
 from training.sources import Equalise, stage
 from training.train import TrainConfig, train
 
@@ -194,3 +195,51 @@ def test_unseen_generator_fold_with_patch_view(staged, tmp_path) -> None:
     ]
     assert left["n_real"] == len(test_reals)  # only the test split of its reals
     assert report["sources"]["dfdc"]["part"] == "in_source"
+
+
+def test_a_face_and_a_patch_model_fitted_and_shipped_as_a_pair(staged, tmp_path) -> None:
+    """Two views scored together: each temperature fitted alone, the threshold on their mean;
+    the shipped pair loads as one Detector and scores as the evaluation did."""
+    from detection.detector import Detector
+
+    runs = {}
+    for view in ("face", "patch"):
+        runs[view] = tmp_path / view
+        train(
+            TrainConfig(
+                data_dir=str(staged),
+                run_dir=str(runs[view]),
+                steps=1,
+                batch_size=4,
+                init="lite0",
+                threads=1,
+                warmup_steps=1,
+                val_every=1,
+                freeze_blocks=2,
+                view=view,
+            )
+        )
+    face, patch = runs["face"] / "best.pt", runs["patch"] / "best.pt"
+    report, fitted = evaluate_checkpoint(
+        face, staged / "labels.csv", threads=1, control=False, partner=patch
+    )
+    assert fitted.extra["partner"] == {"file": "best.pt", "weight": 0.5}
+    assert report["partner_config"]["view"] == "patch"
+    shipped = tmp_path / "weights" / "pair.pt"
+    shipped.parent.mkdir()
+    export_model(face, fitted, report, shipped, "9", {}, partner=patch)
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    assert card["config"]["extra"]["partner"]["file"] == "pair-patch.pt"
+    assert card["partner"]["file"] == "pair-patch.pt"
+    assert (tmp_path / "weights" / "pair-patch.json").is_file()
+
+    pair = Detector.from_checkpoint(shipped, threads=1, engine="torch")
+    assert pair.partner is not None and pair.partner.config.view == "patch"
+    assert pair.partner.config.temperature == report["partner_config"]["temperature"]
+    crops = [load_rgb(p) for p in sorted((staged / "crops").rglob("*.png"))[:3]]
+    alone = Detector(pair.engine, pair.config)
+    mean = 0.5 * alone.class_probabilities(crops) + 0.5 * pair.partner.class_probabilities(crops)
+    assert np.allclose(pair.class_probabilities(crops), mean)
+    (tmp_path / "weights" / "pair-patch.pt").unlink()
+    with pytest.raises(ModelUnavailable, match="pair-patch.pt"):
+        Detector.from_checkpoint(shipped, threads=1, engine="torch")
