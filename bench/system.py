@@ -5,8 +5,9 @@ the CPU goes per job (``python -m bench system``).
   at a time (single images) or 16 at a time (batches): images per second on one core. The bound
   for the machine is that rate times its cores (every worker is its own process).
 - service: N single-image jobs submitted by 8 client threads, then B batch jobs of 16 images by
-  2 threads, on the embedded default (``rrr up``: SQLite, filesystem broker, two workers) and on
-  the production layout (``rrr api``, two ``rrr worker --queues images``, PostgreSQL, Redis).
+  2 threads (each keeps its connection, as ``rrr.client`` does), on the embedded default
+  (``rrr up``: SQLite, filesystem broker, two workers) and on the production layout
+  (``rrr api``, two ``rrr worker --queues images``, PostgreSQL, Redis).
   Rate: jobs (images) from the first submission to the last ``finished_at``.
 - CPU per job: user + system time of each process over the run (read from /proc), per job:
   the API, the workers, PostgreSQL's and Redis's server processes (all of them: other users of
@@ -164,8 +165,15 @@ def cpu_spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, fl
     }
 
 
+_http = threading.local()
+
+
 def _submit(client: Client, paths: list[Path], field: str) -> str:
-    response = client.submit(paths, field=field)
+    # one kept-alive session per client thread, as the service's own client (rrr/client.py)
+    # keeps one
+    session = _http.__dict__.setdefault("session", requests.Session())
+    files = [(field, (p.name, p.read_bytes())) for p in paths]
+    response = session.post(f"{client.base}/v1/jobs", files=files, timeout=60)
     assert response.status_code == 202, response.text
     return response.json()["id"]
 

@@ -185,7 +185,7 @@ def run_job(job_id: str) -> None:
         claimed = jobs.claim(session, job_id, settings.stale_after_s)
         if claimed is not None:
             if claimed.attempt == 1:  # it was queued: this message left the queue
-                jobs.note_received(session, queue_for(claimed.kind), claimed.published_at)
+                _note_received(session, queue_for(claimed.kind), claimed.published_at)
             attempt, kind = claimed.attempt, JobKind(claimed.kind)
             inputs, params = claimed.inputs, claimed.params
     if claimed is None:
@@ -197,6 +197,23 @@ def run_job(job_id: str) -> None:
     log.info("job %s: running (%s, attempt %d)", job_id, kind, attempt)
     with recorded_outcome(job_id, attempt):
         RUNNERS[kind](job_id, attempt, inputs, params)
+
+
+# The sweeper judges a waiting message lost only when one published RECEIVED_SLACK_S (60 s)
+# after it has been taken, so a watermark that lags by a second changes nothing: a worker
+# raises it at most once per second of publish times instead of once per job.
+WATERMARK_STEP_S = 1.0
+_noted: dict[tuple[str, str], float] = {}  # (database, queue) -> the last stamp written here
+
+
+def _note_received(session: Any, queue: str, published_at: Any) -> None:
+    if published_at is None:
+        return
+    key, stamp = (settings.database_url, queue), published_at.timestamp()
+    if stamp < _noted.get(key, float("-inf")) + WATERMARK_STEP_S:
+        return
+    jobs.note_received(session, queue, published_at)
+    _noted[key] = stamp
 
 
 def _claim_slowly(job_id: str) -> tuple[int, JobKind, list[dict[str, Any]], dict[str, Any]] | None:
