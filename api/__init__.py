@@ -21,6 +21,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     configure_logging()
 
+    from api import multipart
+
+    multipart.install()  # the same form parsing, cheaper (api/multipart.py)
+
     from api import errors, health, jobs, metrics, predict, security, web
 
     errors.register_error_handlers(app)

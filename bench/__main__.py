@@ -13,7 +13,7 @@ Sections:
   service   the embedded default (`rrr up`: SQLite + filesystem broker): image job latency, faces
             per second through a worker, a 60 s 1080p video's time to verdict against decoding it
             alone, the keyframes fast mode, the worker's peak memory
-  api       submissions per second and latency under concurrency (gunicorn, PostgreSQL, Redis)
+  api       submissions per second and latency under concurrency (rrr api, PostgreSQL, Redis)
   scaling   a 10-minute 720p video with 1 and with 2 workers; image latency while it runs
   capacity  PostgreSQL and Redis rates for the service's own writes, against what one worker
             produces
@@ -136,50 +136,54 @@ def run_service(quick: bool) -> dict[str, Any]:
 
 
 def run_api(quick: bool) -> dict[str, Any]:
+    """Submissions per second on PostgreSQL + Redis through the supported server, ``rrr api``
+    (waitress): one process, then two on the same database with the load shared between them
+    (as a load balancer in front would). No worker runs meanwhile, so the figures are the
+    API's own (the jobs stay queued in a throwaway database). The load client runs on the same
+    cores; the CPU of every process is read from /proc."""
     from bench.load import run_load
     from bench.service import services
+    from bench.system import cpu_by_role, cpu_spent
     from tests.support.service import Client, free_port
 
     out: dict[str, Any] = {}
-    with services(embedded=False) as procs:
-        port = free_port()
-        # 2 gunicorn processes x 16 threads on 2 cores; no worker runs meanwhile, so the
-        # figure is the API's own (the jobs stay queued in a throwaway database)
-        procs.start_command(
-            "gunicorn",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "2",
-                "--threads",
-                "16",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "api:create_app()",
-            ],
-        )
-        client = Client(f"http://127.0.0.1:{port}")
-        client.wait_ready()
-        run_load(client.base, 200, 32, drain=False)  # warm-up
-        jobs = 500 if quick else 3000
-        busy0, own0 = busy_cpu_seconds(), time.process_time()
-        report = run_load(client.base, jobs, 32, drain=False)
-        busy, own = busy_cpu_seconds() - busy0, time.process_time() - own0
-        out = {
-            "server": "gunicorn 2 processes x 16 threads",
-            **report.summary(),
-            # every process on the machine (API, PostgreSQL, Redis, this load client): the
-            # CPU one submission costs bounds what 2 cores can take
-            "machine_cpu_ms_per_submission": round(busy * 1000 / jobs, 2),
-            "client_cpu_ms_per_submission": round(own * 1000 / jobs, 2),
-            "ceiling_submissions_per_s_on_these_cores": round(
-                (os.cpu_count() or 1) * jobs / busy, 1
-            ),
-        }
+    jobs = 500 if quick else 3000
+    for processes in (1, 2):
+        with services(embedded=False) as procs:
+            bases, api_pids = [], []
+            for _ in range(processes):
+                port = free_port()
+                api_pids.append(procs.start("api", "--port", str(port)).pid)
+                bases.append(f"http://127.0.0.1:{port}")
+            for base in bases:
+                Client(base).wait_ready()
+            run_load(bases, 200, 32, drain=False)  # warm-up
+            by_role = {"api": api_pids, "postgresql": [], "redis": []}
+
+            busy0, own0, cpu0 = busy_cpu_seconds(), time.process_time(), cpu_by_role(by_role)
+            report = run_load(bases, jobs, 32, drain=False)
+            busy, own = busy_cpu_seconds() - busy0, time.process_time() - own0
+            cpu1 = cpu_by_role(by_role)
+            spent = cpu_spent(cpu0, cpu1)
+            # what this submission path costs, whatever else the machine runs meanwhile
+            own_ms = (own + sum(spent.values())) * 1000 / jobs
+            out[f"rrr_api_x{processes}"] = {
+                "server": f"rrr api (waitress, 16 threads) x {processes}",
+                **report.summary(),
+                # cores busy on the whole machine meanwhile (anything else running included)
+                "machine_busy_cores": round(busy / report.submit_seconds, 2),
+                "machine_cpu_ms_per_submission": round(busy * 1000 / jobs, 2),
+                "cpu_ms_per_submission": {
+                    **{role: round(seconds * 1000 / jobs, 2) for role, seconds in spent.items()},
+                    "load_client": round(own * 1000 / jobs, 2),
+                },
+                # the API, PostgreSQL, Redis and the load client together: the CPU one
+                # submission costs bounds what the cores can take
+                "service_and_client_cpu_ms_per_submission": round(own_ms, 2),
+                "ceiling_submissions_per_s_on_these_cores": round(
+                    (os.cpu_count() or 1) * 1000 / own_ms, 1
+                ),
+            }
     return out
 
 

@@ -15,14 +15,30 @@ import io
 import json
 import statistics
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPConnection, HTTPException
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 from PIL import Image
+
+BOUNDARY = "rrr-load-7c1f0e"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def multipart_body(filename: str, data: bytes) -> bytes:
+    """A form with one file in the field ``file``, as any HTTP client would encode it."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def small_png(seed: int) -> bytes:
@@ -76,26 +92,40 @@ class LoadReport:
 
 
 def run_load(
-    base: str, jobs: int, concurrency: int, deadline_s: float = 900, drain: bool = True
+    base: str | list[str],
+    jobs: int,
+    concurrency: int,
+    deadline_s: float = 900,
+    drain: bool = True,
 ) -> LoadReport:
-    """Submit ``jobs`` uploads; with ``drain``, also wait until every accepted job is terminal."""
+    """Submit ``jobs`` uploads; with ``drain``, also wait until every accepted job is terminal.
+    Several ``base`` URLs (API processes on one database) take the submissions in turn, as a
+    load balancer would share them."""
+    bases = [base] if isinstance(base, str) else list(base)
+    base = bases[0]
     report = LoadReport(jobs=jobs, concurrency=concurrency)
-    payloads = [small_png(i) for i in range(16)]
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
-    session.mount("http://", adapter)
+    # the bodies are encoded once: the client shares the machine with the service, so the less
+    # CPU it spends per request, the more is left to what is measured
+    bodies = [multipart_body(f"{i}.png", small_png(i)) for i in range(16)]
+    local = threading.local()  # one kept-alive connection per client thread and API process
 
     def submit(i: int) -> tuple[int, float, str | None]:
+        url = urlsplit(bases[i % len(bases)])
+        connections = local.__dict__.setdefault("connections", {})
         start = time.perf_counter()
         try:
-            response = session.post(
-                f"{base}/v1/jobs", files={"file": (f"{i}.png", payloads[i % 16])}, timeout=60
-            )
-        except requests.RequestException:
+            if url.netloc not in connections:
+                connections[url.netloc] = HTTPConnection(url.hostname, url.port, timeout=60)
+            connection = connections[url.netloc]
+            connection.request("POST", "/v1/jobs", bodies[i % 16], {"Content-Type": CONTENT_TYPE})
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, HTTPException):
+            connections.pop(url.netloc, None)
             return 0, (time.perf_counter() - start) * 1000, None
         elapsed = (time.perf_counter() - start) * 1000
-        job_id = response.json().get("id") if response.status_code == 202 else None
-        return response.status_code, elapsed, job_id
+        job_id = json.loads(data).get("id") if response.status == 202 else None
+        return response.status, elapsed, job_id
 
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -108,6 +138,7 @@ def run_load(
     if not drain:
         return report
 
+    session = requests.Session()
     pending = set(report.accepted)
     finished: dict[str, str] = {}
     deadline = time.monotonic() + deadline_s

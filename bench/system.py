@@ -5,8 +5,9 @@ the CPU goes per job (``python -m bench system``).
   at a time (single images) or 16 at a time (batches): images per second on one core. The bound
   for the machine is that rate times its cores (every worker is its own process).
 - service: N single-image jobs submitted by 8 client threads, then B batch jobs of 16 images by
-  2 threads, on the embedded default (``rrr up``: SQLite, filesystem broker, two workers) and on
-  the production layout (``rrr api``, two ``rrr worker --queues images``, PostgreSQL, Redis).
+  2 threads (each keeps its connection, as ``rrr.client`` does), on the embedded default
+  (``rrr up``: SQLite, filesystem broker, two workers) and on the production layout
+  (``rrr api``, two ``rrr worker --queues images``, PostgreSQL, Redis).
   Rate: jobs (images) from the first submission to the last ``finished_at``.
 - CPU per job: user + system time of each process over the run (read from /proc), per job:
   the API, the workers, PostgreSQL's and Redis's server processes (all of them: other users of
@@ -144,12 +145,35 @@ def roles(procs: Processes, embedded: bool) -> dict[str, list[int]]:
     return out
 
 
-def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
-    return {role: sum(cpu_seconds(pid) for pid in found) for role, found in pids.items()}
+SERVERS = {"postgresql": "postgres", "redis": "redis-server"}
+
+
+def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of every process, by role. The database and broker servers are
+    listed afresh each time: a backend started meanwhile (a connection pool growing under
+    load) counts with all it spent."""
+    pids = {role: pids_named(SERVERS[role]) if role in SERVERS else found
+            for role, found in pids.items()}  # fmt: skip
+    return {role: {pid: cpu_seconds(pid) for pid in found} for role, found in pids.items()}
+
+
+def cpu_spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]):
+    """CPU seconds by role between two ``cpu_by_role`` readings."""
+    return {
+        role: sum(seconds - before[role].get(pid, 0.0) for pid, seconds in found.items())
+        for role, found in after.items()
+    }
+
+
+_http = threading.local()
 
 
 def _submit(client: Client, paths: list[Path], field: str) -> str:
-    response = client.submit(paths, field=field)
+    # one kept-alive session per client thread, as the service's own client (rrr/client.py)
+    # keeps one
+    session = _http.__dict__.setdefault("session", requests.Session())
+    files = [(field, (p.name, p.read_bytes())) for p in paths]
+    response = session.post(f"{client.base}/v1/jobs", files=files, timeout=60)
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
@@ -196,7 +220,7 @@ def run_jobs(
     wall = (last - started).total_seconds()
     images = sum(len(paths) for paths in items)
     n = len(jobs)
-    cpu_ms = {role: round((cpu1[role] - cpu0[role]) * 1000 / n, 1) for role in cpu0}
+    cpu_ms = {role: round(spent * 1000 / n, 1) for role, spent in cpu_spent(cpu0, cpu1).items()}
     cpu_ms["load_client"] = round((own1 - own0) * 1000 / n, 1)
     stages: dict[str, list[float]] = {}
     for job in jobs:

@@ -8,8 +8,9 @@ database makes them survive restarts and add up across any number of workers and
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -35,13 +36,21 @@ def add(session: Session, increments: dict[str, float]) -> None:
     """Add to named counters in one statement (an upsert on SQLite and PostgreSQL)."""
     if not increments:
         return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    rows = [{"name": name, "value": value} for name, value in sorted(increments.items())]
-    statement = insert(Counter).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Counter.name], set_={"value": Counter.value + statement.excluded.value}
-    )
-    session.execute(statement)
+    dialect = session.get_bind().dialect.name
+    if dialect not in _UPSERT:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = Counter.__table__
+        statement = insert(table).values(name=bindparam("b_name"), value=bindparam("b_value"))
+        _UPSERT[dialect] = statement.on_conflict_do_update(
+            index_elements=[table.c.name], set_={"value": table.c.value + statement.excluded.value}
+        )
+    # one statement built once, run for every row (sorted: concurrent writers lock rows in the
+    # same order); building a many-row statement anew each time cost more than running it
+    rows = [{"b_name": name, "b_value": value} for name, value in sorted(increments.items())]
+    session.connection().execute(_UPSERT[dialect], rows)
+
+
+_UPSERT: dict[str, Any] = {}  # by dialect name
 
 
 def observe(

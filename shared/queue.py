@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from celery import Celery
 
-from shared import fsbroker
+from shared import fsbroker, redisbroker
 from shared.config import settings
 
 fsbroker.register()  # filesystem:// writes each message atomically (shared/fsbroker.py)
+redisbroker.register()  # redis:// keeps one client per channel (shared/redisbroker.py)
 
 TASK_NAME = "rrr.process_job"
 SEGMENT_TASK_NAME = "rrr.process_segment"

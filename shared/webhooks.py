@@ -209,10 +209,18 @@ def _snapshot(job: Any) -> dict[str, Any]:
     }
 
 
-def emit(session: Session, job_id: str, event: str) -> None:
+# ``emit``'s default: the job's events are not known to the caller, so they are read
+_UNKNOWN = "?"
+
+
+def emit(session: Session, job_id: str, event: str, events: str | None = _UNKNOWN) -> None:
     """Record ``event`` for the job's webhook, if it has one that wants it (in the caller's
     transaction). Progress events are rate-limited across every worker by one conditional
-    UPDATE: at most one per RRR_WEBHOOK_PROGRESS_INTERVAL_S."""
+    UPDATE: at most one per RRR_WEBHOOK_PROGRESS_INTERVAL_S. ``events``: the job's
+    ``webhook_events`` when the caller has just read them (None: no webhook); an event they do
+    not name is then not looked up at all."""
+    if events is not _UNKNOWN and (not events or event not in events.split(",")):
+        return
     now = utcnow()
     if event == "progress":
         since = now - timedelta(seconds=settings.webhook_progress_interval_s)
