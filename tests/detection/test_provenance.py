@@ -39,9 +39,11 @@ def flip(data: bytes, at: int, n: int = 16) -> bytes:
 
 
 def timed(source, *args, **kwargs):
-    t0 = time.perf_counter()
+    # CPU seconds, not wall-clock: the bound guards against work that grows with hostile input,
+    # and must not trip because other processes share the machine
+    t0 = time.process_time()
     result = read_provenance(source, *args, **kwargs)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     json.dumps(result.as_dict())  # always serialisable
     return result, elapsed
 
@@ -590,7 +592,8 @@ def test_truncated_signed_video(chain, tmp_path):
 
 def test_png_with_thousands_of_chunks():
     chunks = [cc.png_chunk(b"tEXt", b"k%d\x00v" % i) for i in range(20_000)]
-    result, elapsed = timed(cc.png_with_chunks(cc.picture("PNG"), chunks))
+    # the chunk cap is what stops this file, not the time budget (which a busy machine can hit)
+    result, elapsed = timed(cc.png_with_chunks(cc.picture("PNG"), chunks), time_budget_s=30)
     _assert_clean(result, elapsed, "none")
     assert any("chunks" in error for error in result.errors)
 
