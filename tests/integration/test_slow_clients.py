@@ -52,11 +52,11 @@ def probe_health(base: str, seconds: float) -> list[float | None]:
     return latencies
 
 
-def _production_api(processes: Processes, **env: str) -> str:
+def _production_api(processes: Processes, *args: str, **env: str) -> str:
     processes.env.update(env)
     assert processes.run("db", "upgrade").returncode == 0
     port = free_port()
-    processes.start("api", "--port", str(port))  # what the README and compose file run
+    processes.start("api", "--port", str(port), *args)  # what the README and compose file run
     base = f"http://127.0.0.1:{port}"
     Client(base).wait_ready()
     return base
@@ -79,14 +79,24 @@ def test_health_answers_while_clients_stall_mid_body(processes, postgres_url, re
     assert None not in latencies and max(latencies) < 1.0, latencies
 
 
-def test_health_answers_while_predict_calls_wait(processes, postgres_url, redis_url):
-    """No worker runs, so every /predict waits; waits may hold only RRR_SYNC_MAX_WAITING (8)
-    of the 16 request threads, and the rest are told at once to come back later."""
+@pytest.mark.parametrize(
+    ("threads", "waiting"),
+    [(16, 8), (4, 2)],  # the defaults, and the compose file's API service
+    ids=["defaults", "compose"],
+)
+def test_health_answers_while_predict_calls_wait(
+    processes, postgres_url, redis_url, threads, waiting
+):
+    """No worker runs, so every /predict waits; waits may hold only RRR_SYNC_MAX_WAITING of the
+    request threads, and the rest are told at once to come back later."""
     base = _production_api(
         processes,
+        "--threads",
+        str(threads),
         RRR_DATABASE_URL=postgres_url,
         RRR_BROKER_URL=redis_url,
         RRR_SYNC_TIMEOUT_S="8",
+        RRR_SYNC_MAX_WAITING=str(waiting),
     )
     image = media.image_bytes(size=(32, 32))
 
@@ -102,4 +112,4 @@ def test_health_answers_while_predict_calls_wait(processes, postgres_url, redis_
         statuses = sorted(w.result() for w in waits)
     print(f"\n34 /predict waits: {statuses}; /healthz max {max(latencies):.3f} s")
     assert None not in latencies and max(latencies) < 1.0, latencies
-    assert statuses.count(504) == 8 and statuses.count(429) == 26, statuses
+    assert statuses.count(504) == waiting and statuses.count(429) == 34 - waiting, statuses
