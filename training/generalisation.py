@@ -78,10 +78,18 @@ def fit_decision(
     log_probs = np.log(np.clip(probs, 1e-12, 1.0))
     tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
     p_fake = fake_probability(class_probabilities(log_probs, tuned), tuned)
+    return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure)
+
+
+def _with_threshold_and_margin(
+    config: ModelConfig, p_fake: np.ndarray, labels: np.ndarray, max_unsure: float
+) -> ModelConfig:
+    """The threshold maximising balanced accuracy, and the widest unsure band around it that
+    holds at most ``max_unsure`` of the faces, fitted on calibrated validation scores."""
     is_fake = labels != config.real_index
     threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
     margin = fit_unsure_margin(p_fake, threshold, max_unsure)
-    return dataclasses.replace(tuned, threshold=float(threshold), unsure_margin=margin)
+    return dataclasses.replace(config, threshold=float(threshold), unsure_margin=margin)
 
 
 PARTNER_WEIGHT = 0.5  # a partner's share of the class probabilities: equal, not tuned
@@ -100,22 +108,20 @@ def fit_pair(
     """The decision rule of two models scored together (``Detector`` with a partner): each one's
     temperature fitted on its own, then the threshold and unsure margin on their weighted mean,
     all on validation data. Returns (this model's config naming the partner, partner's config)."""
-    temperature = fit_temperature(np.log(np.clip(probs, 1e-12, 1.0)), labels)
-    partner_t = fit_temperature(np.log(np.clip(partner_probs, 1e-12, 1.0)), labels)
+    log_probs = np.log(np.clip(probs, 1e-12, 1.0))
+    partner_log_probs = np.log(np.clip(partner_probs, 1e-12, 1.0))
     tuned = dataclasses.replace(
         config,
-        temperature=temperature,
+        temperature=fit_temperature(log_probs, labels),
         extra={**config.extra, "partner": {"file": partner_file, "weight": weight}},
     )
-    partner_tuned = dataclasses.replace(partner_config, temperature=partner_t)
-    mean = (1.0 - weight) * class_probabilities(np.log(np.clip(probs, 1e-12, 1.0)), tuned)
-    mean += weight * class_probabilities(np.log(np.clip(partner_probs, 1e-12, 1.0)), partner_tuned)
+    partner_tuned = dataclasses.replace(
+        partner_config, temperature=fit_temperature(partner_log_probs, labels)
+    )
+    mean = (1.0 - weight) * class_probabilities(log_probs, tuned)
+    mean += weight * class_probabilities(partner_log_probs, partner_tuned)
     p_fake = fake_probability(mean, tuned)
-    is_fake = labels != config.real_index
-    threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
-    margin = fit_unsure_margin(p_fake, threshold, max_unsure)
-    tuned = dataclasses.replace(tuned, threshold=float(threshold), unsure_margin=margin)
-    return tuned, partner_tuned
+    return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure), partner_tuned
 
 
 def source_report(p_fake: np.ndarray, is_fake: np.ndarray, config: ModelConfig) -> dict:

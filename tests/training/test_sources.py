@@ -123,22 +123,27 @@ def test_reencoding_control_touches_every_class_alike() -> None:
     assert np.array_equal(reencode(crop), out)  # deterministic: no class-dependent draw
 
 
-def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
-    run = tmp_path / "without-sd21"
+def _tiny_run(staged: Path, run: Path, steps: int = 2, **options) -> None:
+    """A few steps of training on the staged table: enough to write best.pt."""
     train(
         TrainConfig(
             data_dir=str(staged),
             run_dir=str(run),
-            steps=2,
+            steps=steps,
             batch_size=4,
-            leave_out=["sd21"],
             init="lite0",
             threads=1,
             warmup_steps=1,
-            val_every=2,
+            val_every=steps,
             freeze_blocks=2,
+            **options,
         )
     )
+
+
+def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
+    run = tmp_path / "without-sd21"
+    _tiny_run(staged, run, leave_out=["sd21"])
     split = json.loads((run / "splits.json").read_text())
     assert not any(g.startswith("sdfd/") for part in split["groups"].values() for g in part)
     report, fitted = evaluate_checkpoint(
@@ -159,21 +164,7 @@ def test_unseen_generator_fold_with_patch_view(staged, tmp_path) -> None:
     """SOURCE:fake leaves out a generator's fakes but keeps its real photos; a patch-view run
     trains, stores its view in the checkpoint and is reported on that source's fakes."""
     run = tmp_path / "without-stylegan2-fake"
-    train(
-        TrainConfig(
-            data_dir=str(staged),
-            run_dir=str(run),
-            steps=2,
-            batch_size=4,
-            leave_out=["stylegan2:fake"],
-            init="lite0",
-            threads=1,
-            warmup_steps=1,
-            val_every=2,
-            freeze_blocks=2,
-            view="patch",
-        )
-    )
+    _tiny_run(staged, run, leave_out=["stylegan2:fake"], view="patch")
     split = json.loads((run / "splits.json").read_text())
     trained = {g for part in split["groups"].values() for g in part}
     rows = read_labels(staged / "labels.csv", staged, SIGNAL_LABELS)
@@ -205,20 +196,7 @@ def test_a_face_and_a_patch_model_fitted_and_shipped_as_a_pair(staged, tmp_path)
     runs = {}
     for view in ("face", "patch"):
         runs[view] = tmp_path / view
-        train(
-            TrainConfig(
-                data_dir=str(staged),
-                run_dir=str(runs[view]),
-                steps=1,
-                batch_size=4,
-                init="lite0",
-                threads=1,
-                warmup_steps=1,
-                val_every=1,
-                freeze_blocks=2,
-                view=view,
-            )
-        )
+        _tiny_run(staged, runs[view], steps=1, view=view)
     face, patch = runs["face"] / "best.pt", runs["patch"] / "best.pt"
     report, fitted = evaluate_checkpoint(
         face, staged / "labels.csv", threads=1, control=False, partner=patch
