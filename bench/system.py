@@ -77,20 +77,31 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
 
 
+def _timed(work, n: int) -> tuple[float, float]:
+    """(images per second, CPU seconds per image) of ``work``, the faster of two passes."""
+    best = (0.0, 0.0)
+    for _ in range(2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        work()
+        rate, cpu = n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+        if rate > best[0]:
+            best = (rate, cpu)
+    return best
+
+
 def bare_pipeline(paths: list[Path]) -> dict[str, Any]:
     """Images per second through decode -> faces -> model in this process, one thread."""
     analyzer = _one_thread_analyzer()
-    analyzer.detector.score([analyzer.decode(paths[0])])  # warm-up
-    t0, c0 = time.perf_counter(), time.process_time()
-    for path in paths:
-        analyzer.faces_in([analyzer.decode(path)])
-    single = len(paths) / (time.perf_counter() - t0)
-    single_cpu = (time.process_time() - c0) / len(paths)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for start in range(0, len(paths), BATCH_SIZE):
-        analyzer.faces_in([analyzer.decode(p) for p in paths[start : start + BATCH_SIZE]])
-    batched = len(paths) / (time.perf_counter() - t0)
-    batched_cpu = (time.process_time() - c0) / len(paths)
+    batches = [paths[i : i + BATCH_SIZE] for i in range(0, len(paths), BATCH_SIZE)]
+    # warm both input shapes: the first batch of 16 pays ONNX Runtime's larger buffers
+    analyzer.detector.score([analyzer.decode(paths[0])])
+    analyzer.faces_in([analyzer.decode(p) for p in batches[0]])
+    single, single_cpu = _timed(
+        lambda: [analyzer.faces_in([analyzer.decode(p)]) for p in paths], len(paths)
+    )
+    batched, batched_cpu = _timed(
+        lambda: [analyzer.faces_in([analyzer.decode(p) for p in b]) for b in batches], len(paths)
+    )
     cores = os.cpu_count() or 1
     return {
         "images": len(paths),
@@ -272,8 +283,10 @@ def layout(
                 procs.start("worker", "--queues", "images", "--name", f"w{i}@%h", **one_core)
         client = Client(f"http://127.0.0.1:{port}")
         client.wait_ready()
-        warm = run_jobs(client, roles(procs, embedded), [[p] for p in singles[:8]], "file", 4)
-        del warm
+        # warm both paths in every worker: a worker's first batch pays ONNX Runtime's buffers for
+        # the larger input (it took the batch ratio from 0.84 down to 0.42 with 8 batches)
+        run_jobs(client, roles(procs, embedded), [[p] for p in singles[:8]], "file", 4)
+        run_jobs(client, roles(procs, embedded), batches[:4], "files", 2)
         time.sleep(1.0)  # every worker has announced itself and loaded the model by now
         pids = roles(procs, embedded)
         return {
@@ -291,7 +304,7 @@ def layout(
 
 
 def measure(quick: bool) -> dict[str, Any]:
-    n_single, n_batch = (40, 2) if quick else (200, 8)
+    n_single, n_batch = (40, 2) if quick else (200, 32)
     singles = dfdc_crops(n_single, seed=11)
     batch_paths = dfdc_crops(n_batch * BATCH_SIZE, seed=12)
     batches = [batch_paths[i : i + BATCH_SIZE] for i in range(0, len(batch_paths), BATCH_SIZE)]
