@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -140,12 +141,17 @@ class _WorkerSupervisor(threading.Thread):
             )
             self.stopping.wait(2)
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self) -> None:
+        """Ask the worker for a warm shutdown (finish the current task) without waiting."""
         self.stopping.set()
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the worker to exit until ``deadline`` (time.monotonic()); then kill it."""
+        if self.process and self.process.poll() is None:
             try:
-                self.process.wait(timeout)
+                self.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
@@ -202,8 +208,12 @@ def up(host: str | None, port: int | None) -> None:
         pass
     finally:
         step("stopping: the workers finish their current task first")
+        # all at once: an idle worker takes a few seconds to notice (Celery polls for 2 s)
         for supervisor in supervisors:
             supervisor.stop()
+        deadline = time.monotonic() + 20.0
+        for supervisor in supervisors:
+            supervisor.wait_stopped(deadline)
         step("stopped")
 
 

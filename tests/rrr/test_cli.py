@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -333,3 +334,57 @@ def test_submit_sends_webhook_and_heatmap_options(
     assert job["params"]["heatmap"] is True
     refused = runner.invoke(cli, ["submit", crop, "--webhook", "https://10.1.2.3/x", *url])
     assert refused.exit_code == 1 and "invalid_webhook" in refused.stderr
+
+
+def test_up_stops_its_workers_together_on_sigterm(tmp_path):
+    """SIGTERM to rrr up alone (kill, a service manager): it asks both workers to stop at once,
+    rather than waiting for one to exit before telling the other (an idle Celery worker takes
+    about 2 s to notice), and nothing is restarted or left running."""
+    import os
+    import signal
+    import time
+    from datetime import datetime
+
+    from tests.support.service import Client, free_port
+
+    port, err = free_port(), tmp_path / "stderr.log"
+    env = {
+        **os.environ,
+        "RRR_VAR_DIR": str(tmp_path / "var"),
+        "RRR_LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(err, "w") as stderr:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "rrr", "up", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        Client(f"http://127.0.0.1:{port}").wait_ready(timeout=120)
+        deadline = time.monotonic() + 120
+        while err.read_text().count(" ready.") < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        workers = subprocess.run(
+            ["pgrep", "-g", str(up.pid), "-f", "celery"], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) == 2, workers
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+    records = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
+    stopping = [
+        datetime.fromisoformat(r["time"])
+        for r in records
+        if r["message"].endswith("stopping: finishing the current task first")
+    ]
+    assert len(stopping) == 2, [r["message"] for r in records]
+    assert abs((stopping[1] - stopping[0]).total_seconds()) < 1.5
+    assert not any("restarting" in r["message"] for r in records)
+    for pid in workers:
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
