@@ -1,6 +1,6 @@
 """Does the classifier still see what it was trained on once a detector frames the face?
 
-    python -m bench.face_crops --checkpoint weights/rrr-b0-v2.pt --n 1000
+    python -m bench.face_crops --checkpoint weights/rrr-b0-v3.pt --n 1000
 
 Scores N test-split DFDC crops (the group split of training/data.py, fixed seed) as whole images
 (what the model was trained and evaluated on) and as detected-and-cropped images (what the
@@ -28,7 +28,7 @@ DATA = DFDC
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="weights/rrr-b0-v2.pt")
+    parser.add_argument("--checkpoint", default="weights/rrr-b0-v3.pt")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--paddings", default="0,0.1,0.15,0.25")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = PROJECT_ROOT / "weights" / "rrr-b0-v2.pt"
+DEFAULT_WEIGHTS = PROJECT_ROOT / "weights" / "rrr-b0-v3.pt"
 
 
 def _env(name: str, default: str) -> str:

@@ -156,7 +156,7 @@ def train_command(**kwargs: object) -> None:
 @click.option(
     "--checkpoint",
     "checkpoint",
-    default="weights/rrr-b0-v2.pt",
+    default="weights/rrr-b0-v3.pt",
     show_default=True,
     help="Checkpoint to evaluate (ours or the prototype's).",
 )
@@ -424,7 +424,7 @@ def loso_command(**kwargs: object) -> None:
 @click.command("robustness")
 @click.option(
     "--checkpoint",
-    default="weights/rrr-b0-v2.pt",
+    default="weights/rrr-b0-v3.pt",
     show_default=True,
     help="The checkpoint to attack (the shipped weights by default).",
 )

@@ -40,7 +40,7 @@ from training.train import _subset
 class RobustnessConfig:
     """Every knob of a robustness run; saved in report.json."""
 
-    checkpoint: str = "weights/rrr-b0-v2.pt"
+    checkpoint: str = "weights/rrr-b0-v3.pt"
     data_dir: str = "../shared/data/dfdc_faces"
     labels_csv: str | None = None  # default: <data_dir>/labels.csv
     out_dir: str = "docs/robustness"

@@ -10,4 +10,4 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"  # real media beside the repository, never copied in
 FACES = DATA / "dfdc_faces"
 VIDEOS = DATA / "videos"
-SHIPPED_WEIGHTS = REPO / "weights" / "rrr-b0-v2.pt"
+SHIPPED_WEIGHTS = REPO / "weights" / "rrr-b0-v3.pt"
