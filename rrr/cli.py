@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -322,9 +324,10 @@ def submit(
     timeout,
     as_json,
 ) -> None:
-    """Upload FILES as one job (one file: image or video; several: an image batch). With
-    --wait, end with one verdict line per file (--json: the whole job) and, on stderr, one line
-    per file on what it declares about its origin (provenance)."""
+    """Upload FILES: each video as a job of its own, the images together as one job (one
+    image, or a batch of several). With --wait, end with one verdict line per file (--json: the
+    job, or a list of the jobs when there are several) and, on stderr, one line per file on
+    what it declares about its origin (provenance)."""
     import requests
     from tqdm import tqdm
 
@@ -332,49 +335,92 @@ def submit(
 
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     client = Client(base, api_key=api_key)
+    groups = job_groups(files)
+    submitted: list[tuple[tuple[str, ...], dict]] = []
     try:
-        job = client.submit(
-            files,
-            sample_fps=sample_fps,
-            sampling=sampling,
-            max_frames=max_frames,
-            threshold=threshold,
-            idempotency_key=idempotency_key,
-            webhook=webhook,
-            webhook_events=webhook_events or None,
-            heatmap=heatmap or None,
-        )
-        if not wait:
-            if as_json:
-                click.echo(json.dumps(job, indent=2))
-            else:
-                click.echo(
-                    f"job {job['id']} ({job['kind']}) {job['status']}: {base}/jobs/{job['id']}"
-                )
-            return
-        with tqdm(total=max(job["progress"]["total"], 1), desc=job["kind"], unit="step") as bar:
+        for n, group in enumerate(groups):
+            # the same key must name the same jobs on a retry, and each job needs its own
+            key = idempotency_key if not idempotency_key or n == 0 else f"{idempotency_key}.{n}"
+            job = client.submit(
+                group,
+                sample_fps=sample_fps,
+                sampling=sampling,
+                max_frames=max_frames,
+                threshold=threshold,
+                idempotency_key=key,
+                webhook=webhook,
+                webhook_events=webhook_events or None,
+                heatmap=heatmap or None,
+            )
+            submitted.append((group, job))
+        if wait:
+            for n, (group, job) in enumerate(submitted):
+                desc = job["kind"]
+                if len(submitted) > 1:
+                    desc += f" {Path(group[0]).name}"
+                total = max(job["progress"]["total"], 1)
+                with tqdm(total=total, desc=desc, unit="step") as bar:
 
-            def progress(seen: dict) -> None:
-                bar.total = max(seen["progress"]["total"], 1)
-                bar.n = seen["progress"]["done"]
-                bar.refresh()
+                    def progress(seen: dict, bar=bar) -> None:
+                        bar.total = max(seen["progress"]["total"], 1)
+                        bar.n = seen["progress"]["done"]
+                        bar.refresh()
 
-            job = client.wait(job["id"], timeout_s=timeout, progress=progress, poll_s=0.5)
+                    job = client.wait(job["id"], timeout_s=timeout, progress=progress, poll_s=0.5)
+                submitted[n] = (group, job)
     except ApiError as exc:
-        fail(f"{exc.code}: {exc.message}")
+        fail(f"{exc.code}: {exc.message}{_already_submitted(submitted)}")
     except WaitTimeout as exc:
         fail(f"{exc}: {base}/v1/jobs/{exc.job['id']}")
     except requests.RequestException as exc:
-        fail(f"could not reach the API at {base}: {exc.__class__.__name__}")
+        reason = exc.__class__.__name__
+        fail(f"could not reach the API at {base}: {reason}{_already_submitted(submitted)}")
+    jobs = [job for _, job in submitted]
     if as_json:
-        click.echo(json.dumps(job, indent=2))
-    elif job["status"] == "succeeded":
-        for line in verdict_lines(job, Path(files[0]).name):
-            click.echo(line)
-    for line in provenance_lines(job):
-        click.echo(line, err=True)  # stdout stays the verdicts (or one JSON document)
-    if job["status"] != "succeeded":
-        fail(f"job {job['id']} {job['status']}: {(job.get('error') or {}).get('message', '')}")
+        click.echo(json.dumps(jobs[0] if len(jobs) == 1 else jobs, indent=2))
+    elif not wait:
+        for job in jobs:
+            click.echo(f"job {job['id']} ({job['kind']}) {job['status']}: {base}/jobs/{job['id']}")
+    if not wait:
+        return
+    for group, job in submitted:
+        if job["status"] == "succeeded" and not as_json:
+            for line in verdict_lines(job, Path(group[0]).name):
+                click.echo(line)
+        # a file's name is needed in its line only when several jobs' lines follow each other
+        name = Path(group[0]).name if len(submitted) > 1 else None
+        for line in provenance_lines(job, name):
+            click.echo(line, err=True)  # stdout stays the verdicts (or one JSON document)
+    unfinished = [job for job in jobs if job["status"] != "succeeded"]
+    if unfinished:
+        fail(
+            "; ".join(
+                f"job {job['id']} {job['status']}: {(job.get('error') or {}).get('message', '')}"
+                for job in unfinished
+            )
+        )
+
+
+def job_groups(files: Sequence[str]) -> list[tuple[str, ...]]:
+    """How ``rrr submit`` splits its files into jobs: a video per job (a batch takes images
+    only), every other file in one job, in the order of each job's first file. What is a
+    video is guessed from the file name; the API checks the content either way."""
+    videos = [(i, (f,)) for i, f in enumerate(files) if _looks_like_video(f)]
+    others = [(i, f) for i, f in enumerate(files) if not _looks_like_video(f)]
+    groups = videos + ([(others[0][0], tuple(f for _, f in others))] if others else [])
+    return [group for _, group in sorted(groups)]
+
+
+def _looks_like_video(path: str) -> bool:
+    kind, _ = mimetypes.guess_type(path)
+    return bool(kind and kind.startswith("video/"))
+
+
+def _already_submitted(submitted: list[tuple[tuple[str, ...], dict]]) -> str:
+    if not submitted:
+        return ""
+    ids = ", ".join(job["id"] for _, job in submitted)
+    return f" (jobs already submitted: {ids})"
 
 
 def provenance_summary(p: dict) -> str:
@@ -421,14 +467,16 @@ def provenance_summary(p: dict) -> str:
     return " · ".join(parts)
 
 
-def provenance_lines(job: dict) -> list[str]:
-    """One ``provenance:`` line per file of a finished job (none before it succeeds)."""
+def provenance_lines(job: dict, name: str | None = None) -> list[str]:
+    """One ``provenance:`` line per file of a finished job (none before it succeeds);
+    ``name``: a single file's name, to put in its line."""
     result = job.get("result") or {}
     if job.get("status") != "succeeded":
         return []
     if "items" not in result:
+        label = f"provenance ({name})" if name else "provenance"
         return (
-            [f"provenance: {provenance_summary(result['provenance'])}"]
+            [f"{label}: {provenance_summary(result['provenance'])}"]
             if "provenance" in result
             else []
         )

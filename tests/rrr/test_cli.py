@@ -312,6 +312,45 @@ def test_submit_sends_key_options_and_idempotency_key(
     assert other.exit_code == 1 and "idempotency_conflict" in other.stderr
 
 
+def test_submit_splits_videos_from_images():
+    from rrr.cli import job_groups
+
+    files = ["a.jpg", "clip.mp4", "b.png", "c.MOV", "notes.txt"]
+    assert job_groups(files) == [("a.jpg", "b.png", "notes.txt"), ("clip.mp4",), ("c.MOV",)]
+    assert job_groups(["one.mp4", "two.webm"]) == [("one.mp4",), ("two.webm",)]
+    assert job_groups(["x.png"]) == [("x.png",)]
+
+
+def test_submit_runs_a_video_beside_images_as_its_own_job(
+    client, monkeypatch, face_crops, video_paths
+):
+    """A video given with images is not sent inside the batch (which takes images only): it
+    becomes a job of its own, and --wait ends with a verdict line for every file."""
+    import json
+
+    _through_test_client(client, monkeypatch)
+    runner = CliRunner()
+    url = ["--url", "http://rrr.test"]
+    crops = [str(p) for p in face_crops["real"][:2]]
+    video = str(video_paths[0])
+    options = ["--max-frames", "2", "--idempotency-key", "cli-mixed", *url]
+
+    done = runner.invoke(cli, ["submit", crops[0], video, crops[1], "--wait", *options])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.strip().splitlines()
+    names = [Path(p).name for p in (crops[0], crops[1], video)]
+    assert [line.split(":")[0] for line in lines] == names  # the batch holds the first file
+    assert "frames" in lines[2] and "error" not in done.stdout
+    provenance = [line for line in done.stderr.splitlines() if line.startswith("provenance")]
+    assert [line.split(":")[0] for line in provenance] == [f"provenance ({n})" for n in names]
+
+    again = runner.invoke(cli, ["submit", crops[0], video, crops[1], "--json", *options])
+    assert again.exit_code == 0, again.output
+    jobs = json.loads(again.stdout)  # several jobs: one JSON list
+    assert [job["kind"] for job in jobs] == ["batch", "video"]
+    assert all(job["status"] == "succeeded" for job in jobs)  # the key named the same jobs
+
+
 def test_submit_sends_webhook_and_heatmap_options(
     client, monkeypatch, override_settings, face_crops
 ):
