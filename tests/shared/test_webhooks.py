@@ -17,6 +17,7 @@ from shared import jobs, webhooks
 from shared.db import session_scope
 from shared.models import DeliveryStatus, JobKind, WebhookDelivery, utcnow
 from tests.support.receiver import Receiver
+from tests.support.tls import Authority
 
 # the example published with the Standard Webhooks specification
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -315,3 +316,63 @@ def test_a_delivery_whose_last_attempt_never_reported_is_settled_failed(
     [row] = deliveries(job_id)
     assert row.id not in {delivery_id for delivery_id, _ in claimed}
     assert row.status == DeliveryStatus.FAILED.value
+
+
+# ---------------------------------------------------------------------------------- TLS
+
+
+def _deliver_once(override_settings, tmp_path, *, trusted: bool, cert_for: str) -> tuple:
+    """One ``start`` event to an https:// receiver on 127.0.0.1 whose certificate names
+    ``cert_for``, signed by a CA the worker trusts (SSL_CERT_FILE) or by one it does not."""
+    secret = new_secret()
+    ours = Authority(tmp_path, "RRR Test Root")
+    theirs = Authority(tmp_path, "Unknown Root")
+    signer = ours if trusted else theirs
+    override_settings(
+        RRR_WEBHOOK_SECRET=secret,
+        RRR_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        RRR_WEBHOOK_MAX_ATTEMPTS="1",
+    )
+    # how a deployment trusts a private CA: OpenSSL's own variable, read at each connection
+    override_settings(SSL_CERT_FILE=str(ours.ca_file))
+    with Receiver(tls=signer.server_context(cert_for)) as receiver:
+        assert receiver.url.startswith("https://127.0.0.1:")
+        job_id = hooked_job(receiver.url, "start")
+        with session_scope() as session:
+            jobs.mark_running(session, job_id, 300)
+        assert _dispatch_job(job_id) == 1
+    [row] = deliveries(job_id)
+    return secret, row, receiver.received
+
+
+def test_an_https_receiver_with_a_trusted_certificate_gets_the_signed_event(
+    migrated, override_settings, tmp_path
+):
+    secret, row, received = _deliver_once(
+        override_settings, tmp_path, trusted=True, cert_for="127.0.0.1"
+    )
+    assert row.status == DeliveryStatus.DELIVERED.value
+    assert [entry.get("status_code") for entry in row.log] == [204]
+    [(headers, body)] = received
+    assert Webhook(secret).verify(body, headers)["type"] == "job.start"
+
+
+@pytest.mark.parametrize(
+    ("trusted", "cert_for", "why"),
+    [
+        (False, "127.0.0.1", "certificate verify failed"),
+        (True, "hooks.example.org", "doesn't match"),
+    ],
+    ids=["unknown-authority", "another-host"],
+)
+def test_an_https_receiver_whose_certificate_does_not_verify_gets_nothing(
+    migrated, override_settings, tmp_path, trusted, cert_for, why
+):
+    _, row, received = _deliver_once(
+        override_settings, tmp_path, trusted=trusted, cert_for=cert_for
+    )
+    assert row.status == DeliveryStatus.FAILED.value
+    [entry] = row.log
+    assert "status_code" not in entry and "SSLError" in entry["error"]
+    assert why in entry["error"]
+    assert received == []  # no request was made over the unverified connection

@@ -1,8 +1,10 @@
-"""A webhook receiver on 127.0.0.1 that records what it is sent and answers as scripted."""
+"""A webhook receiver on 127.0.0.1 that records what it is sent and answers as scripted, over
+plain HTTP or TLS."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,9 +13,12 @@ from typing import Any
 
 class Receiver:
     """Answers each POST with the next status of ``statuses`` (then ``then``); a 3xx carries
-    ``Location: redirect_to``. ``received``: (headers, body) of every request, in order."""
+    ``Location: redirect_to``. ``received``: (headers, body) of every request, in order. With
+    ``tls`` (a server-side context) it answers on https:// only."""
 
-    def __init__(self, statuses: list[int] | None = None, then: int = 204) -> None:
+    def __init__(
+        self, statuses: list[int] | None = None, then: int = 204, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.statuses = list(statuses or [])
         self.then = then
         self.redirect_to = ""
@@ -39,8 +44,15 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            # the handshake runs in each request's thread: a client that refuses the
+            # certificate ends only its own connection
+            self.server.socket = tls.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hooks/rrr"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/hooks/rrr"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:
