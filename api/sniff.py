@@ -17,6 +17,9 @@ IMAGE_TYPES = {
     "image/bmp": "bmp",
     "image/gif": "gif",
     "image/tiff": "tif",
+    "image/heic": "heic",
+    "image/heif": "heif",
+    "image/avif": "avif",
 }
 VIDEO_TYPES = {
     "video/mp4": "mp4",
@@ -48,7 +51,7 @@ def sniff(head: bytes) -> MediaType:
         return MediaType("video", guess.mime, VIDEO_TYPES[guess.mime])
     what = f"{guess.mime} " if guess is not None else ""
     raise UnsupportedMedia(
-        f"unsupported {what}content: send a JPEG, PNG, WebP, BMP, GIF or TIFF image, "
-        "or an MP4, MOV, MKV, WebM or AVI video",
+        f"unsupported {what}content: send a JPEG, PNG, WebP, HEIC, AVIF, BMP, GIF or TIFF "
+        "image, or an MP4, MOV, MKV, WebM or AVI video",
         code="unsupported_media_type",
     )

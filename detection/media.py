@@ -20,11 +20,17 @@ from typing import Any
 
 import av
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
 
 from shared.errors import MediaError
 
 log = logging.getLogger("rrr.media")
+
+# HEIC/HEIF through Pillow like every other format (AVIF is Pillow's own). libheif applies the
+# file's rotation and mirroring while decoding and resets the EXIF orientation to 1, so the
+# exif_transpose below leaves such a picture alone.
+pillow_heif.register_heif_opener()
 
 # ---------------------------------------------------------------------------------- images
 

@@ -35,8 +35,12 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
+def _shared(relative: str) -> Path:
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / relative
+
+
 def _share(relative: str) -> bytes:
-    return (Path(__file__).resolve().parents[2].parent / "shared" / "data" / relative).read_bytes()
+    return _shared(relative).read_bytes()
 
 
 REAL_CROP = "dfdc_faces/real/mcehvkoidm.jpg"
@@ -91,6 +95,21 @@ SINGLE = [
     ("webp", lambda t: media.image_bytes(fmt="WEBP"), "pic.webp", "no_face"),
     ("bmp", lambda t: media.image_bytes(fmt="BMP"), "pic.bmp", "no_face"),
     ("real-face-crop", lambda t: _share(REAL_CROP), "face.jpg", "ok"),
+    # what phones save: HEIC (held sideways: found only if the rotation is honoured) and AVIF
+    ("heic-face", lambda t: media.reencoded(_shared(REAL_CROP), "HEIF"), "IMG_0042.HEIC", "ok"),
+    (
+        "heic-face-sideways",
+        lambda t: media.reencoded(_shared(REAL_CROP), "HEIF", turned_left_with_orientation=True),
+        "IMG_0043.HEIC",
+        "ok",
+    ),
+    ("avif-face", lambda t: media.reencoded(_shared(REAL_CROP), "AVIF"), "face.avif", "ok"),
+    (
+        "truncated-heic",
+        lambda t: media.reencoded(_shared(REAL_CROP), "HEIF")[:600],
+        "cut.heic",
+        "failed:image_corrupt",
+    ),
     ("image-named-mp4", lambda t: _share(REAL_CROP), "clip.mp4", "ok"),
     ("corrupt-mp4", lambda t: _share(REAL_VIDEO)[:3000], "cut.mp4", "failed:video_corrupt"),
     (

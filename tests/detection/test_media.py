@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from detection.media import SAMPLING_MODES, decode_image, probe_video, sample_frames
@@ -25,6 +26,31 @@ def test_decode_odd_modes_to_rgb(tmp_path, mode, fmt, save):
     path.write_bytes(media.image_bytes(mode=mode, fmt=fmt, **save))
     rgb = decode_image(path, max_pixels=10**7)
     assert rgb.shape == (48, 64, 3) and rgb.dtype.name == "uint8"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_decode_like_the_jpeg_they_were_made_from(face_crops, fmt):
+    original = decode_image(face_crops["real"][0], max_pixels=10**7)
+    reencoded = decode_image(media.reencoded(face_crops["real"][0], fmt), max_pixels=10**7)
+    assert reencoded.shape == original.shape
+    assert np.abs(reencoded.astype(int) - original).mean() < 6  # lossy, but the same picture
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "JPEG"])
+def test_a_photo_stored_sideways_decodes_upright(face_crops, fmt):
+    upright = decode_image(media.reencoded(face_crops["real"][0], fmt), max_pixels=10**7)
+    # stored turned a quarter left, with the orientation that turns it back to display
+    sideways = media.reencoded(face_crops["real"][0], fmt, turned_left_with_orientation=True)
+    shown = decode_image(sideways, max_pixels=10**7)
+    assert shown.shape == upright.shape
+    assert np.abs(shown.astype(int) - upright).mean() < 6
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_truncated_phone_photo_fails_cleanly(face_crops, fmt):
+    with pytest.raises(MediaError) as info:
+        decode_image(media.reencoded(face_crops["real"][0], fmt)[:600], max_pixels=10**7)
+    assert info.value.code == "image_corrupt"
 
 
 def test_decode_sixteen_bit_keeps_contrast(tmp_path):

@@ -25,6 +25,27 @@ def image_bytes(
     return buffer.getvalue()
 
 
+def reencoded(path: Path, fmt: str, *, turned_left_with_orientation: bool = False) -> bytes:
+    """The picture at ``path`` saved as ``fmt`` (HEIF and AVIF as phones save them). Optionally
+    stored turned a quarter left with EXIF orientation 6 (rotate right to display), as a camera
+    held sideways writes it; HEIF keeps that as its own rotation box."""
+    import pillow_heif
+
+    image = Image.open(path).convert("RGB")
+    save: dict[str, object] = {"quality": 90}
+    if turned_left_with_orientation:
+        image = image.transpose(Image.Transpose.ROTATE_90)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        save["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    if fmt == "HEIF":  # encoded without registering HEIF with Pillow: the service must do that
+        pillow_heif.from_pillow(image).save(buffer, **save)
+    else:
+        image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
     buffer = io.BytesIO()
