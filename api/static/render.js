@@ -57,6 +57,10 @@ export function verdictText(result) {
     const parts = Object.entries(result.signals).map(([k, v]) => `${SIGNAL_WORDS[k] || k} ${pct(v)}`);
     explanation += ` Signals of the most suspicious face: ${parts.join(", ")}.`;
   }
+  // measured: on swap methods and generators left out of its training the model is near
+  // chance (weights/README.md), so no verdict should read as a certificate
+  explanation += " It can miss swap methods and generators it never learnt from: a low score " +
+    "is not proof that a face is real.";
   const tail = result.prediction === "UNCERTAIN" ? ", too close to call" : "";
   return { verdict: `${words}: ${score}${tail}`, explanation };
 }

@@ -63,6 +63,7 @@ def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, crea
     assert verdict.startswith(VERDICT_WORDS[result["prediction"]] + ":")
     assert shows(verdict, result["probability_fake"], " manipulation score")
     assert shows(explanation, result["threshold"], " and above")
+    assert "a low score is not proof that a face is real" in explanation
 
     driver = page.driver
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".stage .face-box")) > 0)
