@@ -64,6 +64,18 @@ class FaceSchema(Open):
     probability_fake = fields.Float(required=True)
     prediction = fields.String(required=True, validate=_enum(PREDICTIONS))
     signals = fields.Dict(keys=fields.String(), values=fields.Float())
+    too_small = fields.Boolean(
+        metadata={
+            "description": "the box is narrower or shorter than RRR_MIN_FACE_PX: the face is "
+            "UNCERTAIN whatever its score, and left out of the verdict while a larger face is there"
+        }
+    )
+
+
+_TOO_SMALL = {
+    "description": "every face found (in a video: in every frame) was too small to judge: "
+    "the verdict is UNCERTAIN, its score that of the small faces"
+}
 
 
 class VerdictFields(Open):
@@ -74,6 +86,7 @@ class VerdictFields(Open):
     threshold = fields.Float()
     unsure_margin = fields.Float()
     signals = fields.Dict(keys=fields.String(), values=fields.Float())
+    too_small = fields.Boolean(metadata=_TOO_SMALL)
 
 
 class SignerSchema(Open):
@@ -176,6 +189,7 @@ class BatchItemSchema(Open):
     probability_real = fields.Float(**_TEXT)
     confidence = fields.Float(**_TEXT)
     faces = fields.List(fields.Nested(FaceSchema))
+    too_small = fields.Boolean(metadata=_TOO_SMALL)
     width = fields.Integer()
     height = fields.Integer()
     error = fields.Nested(ItemErrorSchema, **_TEXT)

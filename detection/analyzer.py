@@ -52,6 +52,10 @@ class Analyzer:
     # a score closer than this to the threshold is UNCERTAIN: the model's own band, fitted on
     # validation data (weights/README.md); 0 always decides
     unsure_margin: float = 0.0
+    # a face whose box is narrower or shorter than this many pixels is UNCERTAIN and marked
+    # too_small, whatever its score: shrunk that far, real faces score as fakes
+    # (docs/robustness.md); 0 judges every face
+    min_face_px: int = 0
     # seconds spent per stage (decode, detect, infer) since this analyzer was made: for logs
     # and benchmarks
     stage_seconds: Counter = field(default_factory=Counter)
@@ -112,6 +116,8 @@ class Analyzer:
             "probability_fake": round(p, 6),
             "prediction": self.verdict(p),
         }
+        if min(box[2], box[3]) < self.min_face_px:
+            face["prediction"], face["too_small"] = "UNCERTAIN", True
         labels = self.detector.config.labels
         if self.detector.config.signals:
             # each kind of fake the model tells apart, as a share of probability_fake's mass
@@ -127,13 +133,16 @@ class Analyzer:
         return {"threshold": self.threshold, "unsure_margin": self.unsure_margin}
 
     def summarize_faces(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
-        """The image verdict follows its most suspicious face; no face is said explicitly."""
-        top = max(faces, key=lambda face: face["probability_fake"], default=None)
+        """The image verdict follows its most suspicious face large enough to judge; faces that
+        are all too small make it UNCERTAIN; no face is said explicitly."""
+        top = max(judged_or_all(faces), key=lambda face: face["probability_fake"], default=None)
         result = {
             **self.verdict_fields(top["probability_fake"] if top else None),
             **self.decision(),
             "faces": faces,
         }
+        if faces and not any(map(judged, faces)):
+            result["prediction"], result["too_small"] = "UNCERTAIN", True
         if top and "signals" in top:
             result["signals"] = top["signals"]
         return result
@@ -282,7 +291,7 @@ class Analyzer:
                 "index": frame.index,
                 "frame_number": frame.frame_number,
                 "timestamp_s": frame.timestamp_s,
-                "probability_fake": max((f["probability_fake"] for f in faces), default=None),
+                "probability_fake": frame_score(faces),
                 "faces": faces,
             }
             if not on_frames([row]):
@@ -341,14 +350,17 @@ class Analyzer:
         return result, frames
 
     def aggregate_video(self, frames: list[dict[str, Any]], sample_fps: float) -> dict[str, Any]:
-        """Video verdict: the mean, over sampled frames that contain a face, of each frame's most
-        suspicious face. Segments: runs of consecutive sampled frames at or above threshold."""
-        scored = [f for f in frames if f["probability_fake"] is not None]
+        """Video verdict: the mean, over sampled frames with a face large enough to judge, of
+        each frame's score (``frame_score``); when every face was too small, the same mean over
+        the frames with faces, said UNCERTAIN. Segments: runs of consecutive judged frames at or
+        above threshold."""
+        with_faces = [f for f in frames if f["probability_fake"] is not None]
+        scored = [f for f in with_faces if frame_judged(f)]
         segments = []
         run: list[dict[str, Any]] = []
         for frame in frames + [None]:  # sentinel closes the last run
             p = frame["probability_fake"] if frame is not None else None
-            if p is not None and p >= self.threshold:
+            if p is not None and p >= self.threshold and frame_judged(frame):
                 run.append(frame)
                 continue
             if run:
@@ -364,11 +376,38 @@ class Analyzer:
         base = {
             **self.decision(),
             "aggregation": "mean_of_frame_max",
-            "frames_with_faces": len(scored),
+            "frames_with_faces": len(with_faces),
             "suspicious_segments": segments,
         }
-        p = float(np.mean([f["probability_fake"] for f in scored])) if scored else None
-        return {**self.verdict_fields(p), **base}
+        pool = scored or with_faces
+        p = float(np.mean([f["probability_fake"] for f in pool])) if pool else None
+        result = {**self.verdict_fields(p), **base}
+        if with_faces and not scored:
+            result["prediction"], result["too_small"] = "UNCERTAIN", True
+        return result
+
+
+def judged(face: dict[str, Any]) -> bool:
+    """Whether a face was large enough to be judged (``Analyzer.min_face_px``)."""
+    return not face.get("too_small", False)
+
+
+def judged_or_all(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The faces large enough to judge; all of them when none is."""
+    return [face for face in faces if judged(face)] or faces
+
+
+def frame_score(faces: list[dict[str, Any]]) -> float | None:
+    """A sampled frame's P(FAKE): its most suspicious face large enough to judge (its most
+    suspicious face when none is); None without a face."""
+    return max((face["probability_fake"] for face in judged_or_all(faces)), default=None)
+
+
+def frame_judged(frame: dict[str, Any]) -> bool:
+    """Whether a frame row holds a face large enough to judge (rows without face details,
+    as evaluation builds them, count as judged)."""
+    faces = frame.get("faces")
+    return not faces or any(map(judged, faces))
 
 
 _face_detector: FaceDetector | None = None
@@ -424,6 +463,7 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
         purify_views=settings.purify_views,
+        min_face_px=settings.min_face_px,
         unsure_margin=(
             settings.unsure_margin
             if settings.unsure_margin is not None

@@ -246,7 +246,10 @@ def verdict_line(name: str, result: dict) -> str:
     if "error" in result:
         return f"{name}: error {result['error']['code']}: {result['error']['message']}"
     prediction = result.get("prediction", "?")
-    line = f"{name}: {prediction} ({VERDICT_WORDS.get(prediction, prediction.lower())})"
+    words = VERDICT_WORDS.get(prediction, prediction.lower())
+    if result.get("too_small"):
+        words = "unsure, the faces are too small to judge"
+    line = f"{name}: {prediction} ({words})"
     if result.get("probability_fake") is not None:
         score = _pct(result["probability_fake"], result.get("threshold"))
         line += f", {score} manipulation score"

@@ -44,6 +44,7 @@ class Settings:
     threshold: float | None
     unsure_margin: float | None
     face_padding: float
+    min_face_px: int
     inference_threads: int
     decode_threads: int
     sync_timeout_s: float
@@ -108,6 +109,8 @@ class Settings:
             # YuNet's boxes are taller than Haar's were; 0.05 frames faces closest to the tight
             # DFDC crops the model learned from (shared videos: 8/9 right at 0.05, 7/9 at 0.15)
             face_padding=float(_env("RRR_FACE_PADDING", "0.05")),
+            # faces narrower or shorter than this are UNCERTAIN, not judged (docs/robustness.md)
+            min_face_px=int(_env("RRR_MIN_FACE_PX", "40")),
             inference_threads=int(_env("RRR_INFERENCE_THREADS", "0")),
             # video decoder threads; 0 = one per CPU core (see docs/video-decoding.md)
             decode_threads=int(_env("RRR_DECODE_THREADS", "0")),

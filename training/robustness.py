@@ -189,6 +189,16 @@ def processing_transforms() -> dict[str, Any]:
         {f"blur sigma {s}": (lambda c, _r, s=s: cv2.GaussianBlur(c, (0, 0), s)) for s in (1.0, 2.0)}
     )
     out.update({f"noise sigma {s}": noise(s) for s in (4.0, 8.0)})
+    # a small face: the crop shrunk (YuNet's box is about 0.9 of a DFDC crop's side) and
+    # enlarged again only by the model's own preprocessing, as a distant face in a photo is
+    out.update(
+        {
+            f"shrunk to {n} px": (
+                lambda c, _r, n=n: cv2.resize(c, (n, n), interpolation=cv2.INTER_AREA)
+            )
+            for n in (64, 48, 40, 32, 24)
+        }
+    )
     return out
 
 

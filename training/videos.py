@@ -27,6 +27,7 @@ def analyzer_for(
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
         unsure_margin=detector.config.unsure_margin,
+        min_face_px=settings.min_face_px,
     )
 
 

@@ -61,7 +61,8 @@ export function verdictText(result) {
   // chance (weights/README.md), so no verdict should read as a certificate
   explanation += " It can miss swap methods and generators it never learnt from: a low score " +
     "is not proof that a face is real.";
-  const tail = result.prediction === "UNCERTAIN" ? ", too close to call" : "";
+  let tail = result.prediction === "UNCERTAIN" ? ", too close to call" : "";
+  if (result.too_small) tail = ", the faces are too small to judge";
   return { verdict: `${words}: ${score}${tail}`, explanation };
 }
 
@@ -69,7 +70,8 @@ export function faceSentence(face, i, threshold) {
   const [x, y, w, h] = face.box;
   return `Face ${i + 1} (at ${x}, ${y}; ${w}×${h} px): ` +
     `${pct(face.probability_fake, threshold)} manipulation score, ` +
-    `${(VERDICT_WORDS[face.prediction] || face.prediction).toLowerCase()}`;
+    (face.too_small ? "too small to judge" :
+      `${(VERDICT_WORDS[face.prediction] || face.prediction).toLowerCase()}`);
 }
 
 // One object URL per local File, however often a view is redrawn (e.g. re-sorting a batch).

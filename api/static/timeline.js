@@ -6,8 +6,11 @@ import { api, pictureUrl } from "./api.js";
 import { el, faceSentence, pct } from "./render.js";
 import { plural } from "./words.js";
 
-// A frame's class on the chart: the verdict rule of the whole result (threshold, unsure band).
-function frameClass(p, result) {
+// A frame's class on the chart: the verdict rule of the whole result (threshold, unsure band);
+// a frame whose faces are all too small to judge is unsure whatever its score.
+function frameClass(frame, result) {
+  const p = frame.probability_fake;
+  if ((frame.faces || []).length && frame.faces.every((f) => f.too_small)) return "UNCERTAIN";
   if (Math.abs(p - result.threshold) < (result.unsure_margin || 0)) return "UNCERTAIN";
   return p >= result.threshold ? "FAKE" : "REAL";
 }
@@ -103,7 +106,7 @@ function chart(result, frames, W) {
       ? `Frame at ${clock(f.timestamp_s)}: ${pct(f.probability_fake, result.threshold)} manipulation score`
       : `Frame at ${clock(f.timestamp_s)}: no face`;
     const point = svg("circle", {
-      class: `point ${face ? frameClass(f.probability_fake, result) : "none"}`,
+      class: `point ${face ? frameClass(f, result) : "none"}`,
       cx: x(f.timestamp_s).toFixed(1), cy: y(face ? f.probability_fake : 0).toFixed(1), r,
       tabindex: 0, role: "button", "aria-label": label, "data-frame": i,
     });
@@ -209,7 +212,7 @@ function filmstrip(job, frames, count, onPick) {
     const f = frames[i];
     const score = f.probability_fake === null ? "no face" : pct(f.probability_fake, job.result.threshold);
     const button = el("button", { type: "button", "data-frame": i,
-      class: f.probability_fake === null ? "none" : frameClass(f.probability_fake, job.result) },
+      class: f.probability_fake === null ? "none" : frameClass(f, job.result) },
     framePicture(job.id, f, "film"), el("span", { text: `${clock(f.timestamp_s)} · ${score}` }));
     button.addEventListener("click", () => onPick(i));
     strip.append(el("li", {}, button));

@@ -140,3 +140,82 @@ def test_purification_setting_changes_scores_only_when_on(analyzer, face_crops):
     views = [purified.analyze_image(p)[0]["probability_fake"] for p in crop_paths]
     assert views != plain  # a random down-up + JPEG view of each face was scored
     assert max(abs(a - b) for a, b in zip(views, plain, strict=True)) < 0.5
+
+
+def _two_faces(face_crops, tmp_path, large: int = 220, small: int = 110) -> tuple:
+    """A picture holding a real face crop at two sizes, side by side: (path, its faces)."""
+    face = Image.open(face_crops["real"][0]).convert("RGB")
+    canvas = Image.new("RGB", (large + small + 60, large + 40), (90, 90, 90))
+    canvas.paste(face.resize((large, large)), (20, 20))
+    canvas.paste(face.resize((small, small)), (large + 40, 20 + (large - small) // 2))
+    path = tmp_path / "two.png"
+    canvas.save(path)
+    return path
+
+
+def test_faces_too_small_to_judge_are_unsure_and_left_out_of_the_verdict(
+    analyzer, face_crops, tmp_path
+):
+    from dataclasses import replace
+
+    path = _two_faces(face_crops, tmp_path)
+    every = replace(analyzer, min_face_px=0).analyze_image(path)[0]
+    assert len(every["faces"]) == 2 and not any("too_small" in f for f in every["faces"])
+    sides = sorted(min(f["box"][2:]) for f in every["faces"])
+    cut = (sides[0] + sides[1]) // 2  # between the two faces' sizes
+
+    result = replace(analyzer, min_face_px=cut).analyze_image(path)[0]
+    small, large = sorted(result["faces"], key=lambda f: min(f["box"][2:]))
+    assert small["too_small"] is True and small["prediction"] == "UNCERTAIN"
+    assert "too_small" not in large
+    # the scores are still reported; the verdict follows the face large enough to judge
+    assert [f["probability_fake"] for f in result["faces"]] == [
+        f["probability_fake"] for f in every["faces"]
+    ]
+    assert result["probability_fake"] == large["probability_fake"]
+    assert "too_small" not in result
+
+    none = replace(analyzer, min_face_px=sides[1] + 1).analyze_image(path)[0]
+    assert all(f["too_small"] for f in none["faces"])
+    assert none["prediction"] == "UNCERTAIN" and none["too_small"] is True
+    assert none["probability_fake"] == max(f["probability_fake"] for f in none["faces"])
+
+
+def test_video_verdict_leaves_out_frames_whose_faces_are_all_too_small(analyzer):
+    from dataclasses import replace
+
+    judged = {"probability_fake": 0.0, "box": [0, 0, 90, 90]}
+    tiny = {"probability_fake": 0.0, "box": [0, 0, 20, 20], "too_small": True}
+
+    def frame(i: int, p: float | None, *faces: dict) -> dict:
+        return {
+            "timestamp_s": float(i),
+            "probability_fake": p,
+            "faces": [{**f, "probability_fake": p} for f in faces],
+        }
+
+    strict = replace(analyzer, threshold=0.5, unsure_margin=0.0)
+    frames = [
+        frame(0, 0.1, judged),
+        frame(1, 0.9, tiny),
+        frame(2, 0.9, tiny),
+        frame(3, 0.2, judged),
+    ]
+    result = strict.aggregate_video(frames, sample_fps=1.0)
+    assert result["prediction"] == "REAL" and "too_small" not in result
+    assert result["probability_fake"] == pytest.approx(0.15)  # frames 0 and 3 only
+    assert result["frames_with_faces"] == 4
+    assert result["suspicious_segments"] == []  # too small to flag a stretch either
+
+    only_tiny = strict.aggregate_video([frame(0, 0.9, tiny), frame(1, None)], sample_fps=1.0)
+    assert only_tiny["prediction"] == "UNCERTAIN" and only_tiny["too_small"] is True
+    assert only_tiny["probability_fake"] == pytest.approx(0.9)
+
+
+def test_a_frame_scores_its_faces_large_enough_to_judge():
+    from detection.analyzer import frame_score
+
+    assert frame_score([]) is None
+    faces = [{"probability_fake": 0.9, "too_small": True}, {"probability_fake": 0.2}]
+    assert frame_score(faces) == 0.2
+    assert frame_score(faces[:1]) == 0.9

@@ -267,6 +267,8 @@ def test_submit_ends_in_one_verdict_line_per_file():
                 {"filename": "b.txt", "error": {"code": "unsupported_media_type", "message": "?"}},
                 {"filename": "c.jpg", "prediction": "UNCERTAIN", "probability_fake": 0.52,
                  "threshold": 0.5, "faces": [{}, {}]},
+                {"filename": "d.jpg", "prediction": "UNCERTAIN", "probability_fake": 0.9,
+                 "threshold": 0.5, "faces": [{"too_small": True}], "too_small": True},
             ]
         },
     }  # fmt: skip
@@ -274,6 +276,8 @@ def test_submit_ends_in_one_verdict_line_per_file():
         "a.png: NO_FACE (no face found)",
         "b.txt: error unsupported_media_type: ?",
         "c.jpg: UNCERTAIN (unsure, too close to call), 52% manipulation score, 2 faces",
+        "d.jpg: UNCERTAIN (unsure, the faces are too small to judge), 90% manipulation score, "
+        "1 face",
     ]
 
 
