@@ -129,6 +129,12 @@ def freeze_blocks_option(default: int):
 )
 @freeze_blocks_option(0)
 @SELF_BLEND_OPTION
+@click.option(
+    "--small-faces",
+    default=0.0,
+    show_default=True,
+    help="Share of each batch shrunk to a small face (24-64 px) first, whatever its label.",
+)
 @VIEW_OPTION
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""

@@ -174,6 +174,16 @@ def left_out(sample: Sample, specs: list[str] | tuple[str, ...]) -> bool:
     return False
 
 
+SMALL_FACE_PX = (24, 64)  # the sides a shrunk training face is drawn from, inclusive
+
+
+def shrink_face(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop as a distant face: shrunk to a side drawn from SMALL_FACE_PX, left small (the
+    model's preprocessing enlarges it, as it does a small face in a photo)."""
+    side = int(rng.integers(SMALL_FACE_PX[0], SMALL_FACE_PX[1] + 1))
+    return cv2.resize(np.ascontiguousarray(rgb), (side, side), interpolation=cv2.INTER_AREA)
+
+
 def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Cheap, label-preserving augmentation for deepfake crops (whole-image ops, no cropping).
 

@@ -34,6 +34,7 @@ from training.data import (
     predecode,
     predecode_native,
     read_labels,
+    shrink_face,
     split_samples,
     table_has_kinds,
     write_split,
@@ -84,6 +85,9 @@ class TrainConfig:
     # share of each batch replaced by self-blended real faces labelled as face swaps
     # (training/blend.py): swap traces without any one method's fingerprint
     self_blend: float = 0.0
+    # share of each batch shrunk to a small face first (training/data.py, shrink_face), whatever
+    # its label: without it the model calls small real faces fake (docs/robustness.md)
+    small_faces: float = 0.0
     # "face" (the whole crop resized) or "patch" (a native-resolution square of it; training
     # draws its position at random, serving takes the centre): see detection.model.model_view
     view: str = "face"
@@ -341,6 +345,9 @@ def train(cfg: TrainConfig) -> dict:
             for slot in np.flatnonzero(rng.random(len(idx)) < cfg.self_blend):
                 sources[slot] = self_blend(train_images[rng.choice(train_reals)], rng)
                 targets[slot] = swap_label
+        if cfg.small_faces > 0:
+            for slot in np.flatnonzero(rng.random(len(idx)) < cfg.small_faces):
+                sources[slot] = shrink_face(sources[slot], rng)
         crops = [augment(image, rng) for image in sources]
         x = torch.from_numpy(preprocess(crops, model_config)).to(device)
         x = x.contiguous(memory_format=torch.channels_last)

@@ -131,3 +131,34 @@ def test_train_resume_and_evaluate(tmp_path: Path) -> None:
     assert meta["metrics"]["test"]["roc_auc"] == round(metrics["test"]["roc_auc"], 4)
     side = json.loads(shipped.with_suffix(".json").read_text())
     assert len(side["sha256"]) == 64
+
+
+def test_small_face_training_shrinks_crops_within_its_range(tmp_path: Path, monkeypatch) -> None:
+    import training.train
+    from training.data import SMALL_FACE_PX, shrink_face
+
+    rng = np.random.default_rng(0)
+    crop = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    sides = {shrink_face(crop, rng).shape[:2] for _ in range(200)}
+    assert all(h == w and SMALL_FACE_PX[0] <= h <= SMALL_FACE_PX[1] for h, w in sides)
+    assert len(sides) > 20  # drawn across the range, not one size
+
+    cfg = TrainConfig(
+        data_dir=str(DATA),
+        run_dir=str(tmp_path / "run"),
+        input_size=64,
+        batch_size=8,
+        limit=32,
+        max_steps=2,
+        warmup_steps=1,
+        threads=2,
+        small_faces=1.0,
+    )
+    shrunk = []
+    monkeypatch.setattr(
+        training.train, "shrink_face", lambda rgb, rng: shrunk.append(1) or shrink_face(rgb, rng)
+    )
+    summary = train(cfg)
+    assert summary["step"] == 2 and len(shrunk) == 2 * 8  # every crop of both batches
+    _, _, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["train_config"]["small_faces"] == 1.0  # the recipe is recorded with the weights
