@@ -177,11 +177,15 @@ def left_out(sample: Sample, specs: list[str] | tuple[str, ...]) -> bool:
 SMALL_FACE_PX = (24, 64)  # the sides a shrunk training face is drawn from, inclusive
 
 
-def shrink_face(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The crop as a distant face: shrunk to a side drawn from SMALL_FACE_PX, left small (the
-    model's preprocessing enlarges it, as it does a small face in a photo)."""
-    side = int(rng.integers(SMALL_FACE_PX[0], SMALL_FACE_PX[1] + 1))
+def shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The crop as a distant face: shrunk to ``side`` px and left small (the model's
+    preprocessing enlarges it, as it does a small face in a photo)."""
     return cv2.resize(np.ascontiguousarray(rgb), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def shrink_face(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``shrink_to`` a side drawn from SMALL_FACE_PX (training's small faces)."""
+    return shrink_to(rgb, int(rng.integers(SMALL_FACE_PX[0], SMALL_FACE_PX[1] + 1)))
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -31,7 +31,15 @@ from detection.purify import (
     purified_scores,
 )
 from training import attacks, poisoning
-from training.data import SPLIT_SALT, Sample, load_rgb, predecode, read_labels, split_samples
+from training.data import (
+    SPLIT_SALT,
+    Sample,
+    load_rgb,
+    predecode,
+    read_labels,
+    shrink_to,
+    split_samples,
+)
 from training.metrics import best_threshold, roc_auc
 from training.train import _subset
 
@@ -192,12 +200,7 @@ def processing_transforms() -> dict[str, Any]:
     # a small face: the crop shrunk (YuNet's box is about 0.9 of a DFDC crop's side) and
     # enlarged again only by the model's own preprocessing, as a distant face in a photo is
     out.update(
-        {
-            f"shrunk to {n} px": (
-                lambda c, _r, n=n: cv2.resize(c, (n, n), interpolation=cv2.INTER_AREA)
-            )
-            for n in (64, 48, 40, 32, 24)
-        }
+        {f"shrunk to {n} px": (lambda c, _r, n=n: shrink_to(c, n)) for n in (64, 48, 40, 32, 24)}
     )
     return out
 
