@@ -247,6 +247,13 @@ def train_command(**kwargs: object) -> None:
     help="With --table: sources the checkpoint never trained on (tested on all rows).",
 )
 @click.option(
+    "--max-reals-flagged",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="With --table: choose the threshold among those flagging at most this share of each "
+    "source's real validation faces (e.g. 0.1) [default: no cap, best balanced accuracy].",
+)
+@click.option(
     "--loso",
     "loso_json",
     default=None,
@@ -325,6 +332,7 @@ def _eval_table(kwargs: dict[str, object]) -> None:
         held_out=tuple(kwargs["held_out"]),  # type: ignore[arg-type]
         threads=int(kwargs["threads"]),  # type: ignore[arg-type]
         partner=partner,
+        max_reals_flagged=kwargs["max_reals_flagged"],  # type: ignore[arg-type]
     )
     report["command"] = _invocation()
     out_dir = Path(str(kwargs["out_dir"] or Path("runs") / f"eval-{checkpoint.stem}"))

@@ -72,22 +72,47 @@ def calibrated_probs(
 
 
 def fit_decision(
-    config: ModelConfig, probs: np.ndarray, labels: np.ndarray, max_unsure: float = MAX_UNSURE_SHARE
+    config: ModelConfig,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    max_unsure: float = MAX_UNSURE_SHARE,
+    max_reals_flagged: float | None = None,
+    sources: np.ndarray | None = None,
 ) -> ModelConfig:
-    """Temperature, threshold (balanced accuracy) and unsure margin, all from validation data."""
+    """Temperature, threshold (balanced accuracy, optionally under a cap on the real faces
+    flagged per source) and unsure margin, all from validation data."""
     log_probs = np.log(np.clip(probs, 1e-12, 1.0))
     tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
     p_fake = fake_probability(class_probabilities(log_probs, tuned), tuned)
-    return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure)
+    return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure, max_reals_flagged, sources)
+
+
+def threshold_rule(max_reals_flagged: float | None) -> str:
+    """How the threshold was chosen, in words, for reports and the shipped metadata."""
+    rule = "maximises balanced accuracy on the validation split"
+    if max_reals_flagged is None:
+        return rule
+    cap = f"{max_reals_flagged:.0%}"
+    return f"{rule}, among thresholds flagging at most {cap} of each source's real faces"
 
 
 def _with_threshold_and_margin(
-    config: ModelConfig, p_fake: np.ndarray, labels: np.ndarray, max_unsure: float
+    config: ModelConfig,
+    p_fake: np.ndarray,
+    labels: np.ndarray,
+    max_unsure: float,
+    max_reals_flagged: float | None = None,
+    sources: np.ndarray | None = None,
 ) -> ModelConfig:
-    """The threshold maximising balanced accuracy, and the widest unsure band around it that
-    holds at most ``max_unsure`` of the faces, fitted on calibrated validation scores."""
+    """The threshold maximising balanced accuracy (under the cap, if any), and the widest unsure
+    band around it that holds at most ``max_unsure`` of the faces, fitted on calibrated
+    validation scores."""
     is_fake = labels != config.real_index
-    threshold = best_threshold(is_fake, p_fake) if 0 < is_fake.sum() < len(is_fake) else 0.5
+    threshold = (
+        best_threshold(is_fake, p_fake, max_reals_flagged, sources)
+        if 0 < is_fake.sum() < len(is_fake)
+        else 0.5
+    )
     margin = fit_unsure_margin(p_fake, threshold, max_unsure)
     return dataclasses.replace(config, threshold=float(threshold), unsure_margin=margin)
 
@@ -104,6 +129,8 @@ def fit_pair(
     partner_file: str,
     weight: float = PARTNER_WEIGHT,
     max_unsure: float = MAX_UNSURE_SHARE,
+    max_reals_flagged: float | None = None,
+    sources: np.ndarray | None = None,
 ) -> tuple[ModelConfig, ModelConfig]:
     """The decision rule of two models scored together (``Detector`` with a partner): each one's
     temperature fitted on its own, then the threshold and unsure margin on their weighted mean,
@@ -121,7 +148,10 @@ def fit_pair(
     mean = (1.0 - weight) * class_probabilities(log_probs, tuned)
     mean += weight * class_probabilities(partner_log_probs, partner_tuned)
     p_fake = fake_probability(mean, tuned)
-    return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure), partner_tuned
+    fitted = _with_threshold_and_margin(
+        tuned, p_fake, labels, max_unsure, max_reals_flagged, sources
+    )
+    return fitted, partner_tuned
 
 
 def source_report(p_fake: np.ndarray, is_fake: np.ndarray, config: ModelConfig) -> dict:
@@ -158,6 +188,7 @@ def evaluate_checkpoint(
     cap: int | None = EVAL_CAP,
     control: bool = True,
     partner: str | Path | None = None,
+    max_reals_flagged: float | None = None,
 ) -> tuple[dict, ModelConfig]:
     """Per-source figures of a checkpoint on a staged table.
 
@@ -166,7 +197,8 @@ def evaluate_checkpoint(
     ``held_out`` source on all its rows ("left out"); a ``SOURCE:fake`` entry reports all that
     source's fakes beside the test split of its reals. With ``partner`` (a second checkpoint,
     e.g. another view), both score together as a ``Detector`` with a partner does (``fit_pair``);
-    the fitted config then names the partner's file. Returns (report, fitted config).
+    the fitted config then names the partner's file. ``max_reals_flagged`` caps the share of
+    each source's real validation faces the threshold may flag. Returns (report, fitted config).
     """
     torch.set_num_threads(threads)
     model, config, _ = load_checkpoint(checkpoint)
@@ -178,19 +210,27 @@ def evaluate_checkpoint(
     val_crops = [load_rgb(s.path) for s in val]
     val_probs = class_probs_t1(detector, val_crops)
     val_labels = np.array([s.label for s in val])
+    val_sources = np.array([s.source for s in val])
+    rule = {"max_reals_flagged": max_reals_flagged, "sources": val_sources}
     partner_fitted = None
     if partner is not None:
         partner_model, partner_config, _ = load_checkpoint(partner)
         partner_engine = TorchEngine(partner_model)
         partner_probs = class_probs_t1(Detector(partner_engine, partner_config), val_crops)
         fitted, partner_fitted = fit_pair(
-            config, val_probs, partner_config, partner_probs, val_labels, Path(partner).name
+            config,
+            val_probs,
+            partner_config,
+            partner_probs,
+            val_labels,
+            Path(partner).name,
+            **rule,
         )
         detector = Detector(
             detector.engine, fitted, partner=Detector(partner_engine, partner_fitted)
         )
     else:
-        fitted = fit_decision(config, val_probs, val_labels)
+        fitted = fit_decision(config, val_probs, val_labels, **rule)
     del val_crops
     report: dict = {
         "checkpoint": str(checkpoint),
@@ -200,6 +240,7 @@ def evaluate_checkpoint(
         "fitted_on": f"validation split of {sorted({s.source for s in val})} ({len(val)} crops)",
         "temperature": round(fitted.temperature, 4),
         "threshold": round(fitted.threshold, 4),
+        "threshold_rule": threshold_rule(max_reals_flagged),
         "unsure_margin": round(fitted.unsure_margin, 4),
         "sources": {},
     }
@@ -297,7 +338,14 @@ def write_report(report: dict, out_dir: Path, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
     rows = [(f"{title}: {source}", entry) for source, entry in report["sources"].items()]
-    (out_dir / "generalisation.md").write_text(markdown_table(rows) + "\n" + tradeoff_table(rows))
+    decision = (
+        f"Decision: temperature {report['temperature']}, threshold {report['threshold']} "
+        f"({report.get('threshold_rule', threshold_rule(None))}), unsure band "
+        f"+/- {report['unsure_margin']}; fitted on the {report['fitted_on']}.\n\n"
+    )
+    (out_dir / "generalisation.md").write_text(
+        decision + markdown_table(rows) + "\n" + tradeoff_table(rows)
+    )
     _reliability_plot(report, out_dir / "reliability.png")
 
 
@@ -350,7 +398,11 @@ def export_model(
 
     model, _, ckpt_meta = load_checkpoint(checkpoint)
     sources = sorted(report["sources"])
-    extra: dict = {"trained_on": sources, "decision_fitted_on": report["fitted_on"]}
+    extra: dict = {
+        "trained_on": sources,
+        "decision_fitted_on": report["fitted_on"],
+        "threshold_rule": report.get("threshold_rule", threshold_rule(None)),
+    }
     partner_side = None
     if partner is not None:
         partner_model, _, partner_meta = load_checkpoint(partner)

@@ -150,6 +150,7 @@ def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
         run / "best.pt", staged / "labels.csv", held_out=("sd21",), threads=1
     )
     assert fitted.labels == SIGNAL_LABELS and fitted.temperature > 0
+    assert report["threshold_rule"] == "maximises balanced accuracy on the validation split"
     assert 0.0 <= fitted.unsure_margin <= 1.0
     left = report["sources"]["sd21"]
     assert left["part"] == "left_out" and left["n_fake"] > 0 and left["n_real"] == 0
@@ -158,6 +159,17 @@ def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
     assert 0.0 <= control["verdicts_changed"] <= 1.0
     assert report["sources"]["dfdc"]["part"] == "in_source"
     assert [r["margin"] for r in left["unsure_tradeoff"]][0] == 0.0
+
+    strict, strict_fitted = evaluate_checkpoint(
+        run / "best.pt",
+        staged / "labels.csv",
+        held_out=("sd21",),
+        threads=1,
+        control=False,
+        max_reals_flagged=0.0,
+    )
+    assert strict["threshold_rule"].endswith("flagging at most 0% of each source's real faces")
+    assert strict_fitted.threshold >= fitted.threshold
 
 
 def test_unseen_generator_fold_with_patch_view(staged, tmp_path) -> None:
@@ -207,6 +219,7 @@ def test_a_face_and_a_patch_model_fitted_and_shipped_as_a_pair(staged, tmp_path)
     shipped.parent.mkdir()
     export_model(face, fitted, report, shipped, "9", {}, partner=patch)
     card = json.loads(shipped.with_suffix(".json").read_text())
+    assert card["config"]["extra"]["threshold_rule"] == report["threshold_rule"]
     assert card["config"]["extra"]["partner"]["file"] == "pair-patch.pt"
     assert card["partner"]["file"] == "pair-patch.pt"
     assert (tmp_path / "weights" / "pair-patch.json").is_file()
