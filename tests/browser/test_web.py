@@ -253,6 +253,32 @@ def test_dropped_image_without_a_face_says_so(page, tmp_path):
     assert page.driver.find_elements(By.CSS_SELECTOR, ".face-box, #heatmap-toggle") == []
 
 
+def test_faces_too_small_to_judge_are_said_so(page, face_crops, tmp_path, artifacts):
+    """A face under the service's minimum size (RRR_MIN_FACE_PX, 40 by default) is named as too
+    small in its sentence, and a picture holding only such faces reads as unsure for that reason."""
+    from PIL import Image
+
+    face = Image.open(face_crops["real"][0]).convert("RGB").resize((36, 36))
+    picture = Image.new("RGB", (400, 300), (90, 90, 90))
+    picture.paste(face, (100, 100))
+    path = tmp_path / "small-face.png"
+    picture.save(path)
+
+    page.open()
+    page.upload(path)
+    job_id = page.job_id()
+    assert page.wait_finished() == "Finished."
+    result = page.job(job_id)["result"]
+    assert [f.get("too_small") for f in result["faces"]] == [True], result
+    assert result["prediction"] == "UNCERTAIN" and result["too_small"] is True
+    verdict = page.text("verdict")
+    assert verdict.startswith(VERDICT_WORDS["UNCERTAIN"] + ":")
+    assert verdict.endswith(", the faces are too small to judge")
+    [item] = page.driver.find_elements(By.CSS_SELECTOR, "#result .faces li")
+    assert item.text.endswith("manipulation score, too small to judge")
+    save_shot(page.driver, artifacts, "image-small-face", page.driver.find_element(By.ID, "result"))
+
+
 def test_failed_job_shows_its_message(page, tmp_path, artifacts):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8)  # no image
