@@ -452,21 +452,30 @@ def get_analyzer(threshold: float | None = None) -> Analyzer:
     detector = get_detector(settings.weights_path, settings.inference_threads, settings.engine)
     if _face_detector is None:
         _face_detector = FaceDetector()
-    if threshold is None:
-        threshold = settings.threshold
-    if threshold is None:
-        threshold = detector.config.threshold
+    return analyzer_around(
+        detector,
+        _face_detector,
+        threshold=threshold if threshold is not None else settings.threshold,
+        unsure_margin=settings.unsure_margin,
+    )
+
+
+def analyzer_around(
+    detector: Detector,
+    faces: FaceDetector,
+    threshold: float | None = None,
+    unsure_margin: float | None = None,
+) -> Analyzer:
+    """An analyzer of ``detector`` with the service's face, input and defence settings: the one
+    way the service, evaluation and robustness runs build one. The decision rule is the model's
+    own unless ``threshold`` or ``unsure_margin`` is given."""
     return Analyzer(
         detector=detector,
-        faces=_face_detector,
-        threshold=float(threshold),
+        faces=faces,
+        threshold=float(detector.config.threshold if threshold is None else threshold),
         face_padding=settings.face_padding,
         max_image_pixels=settings.max_image_pixels,
         purify_views=settings.purify_views,
         min_face_px=settings.min_face_px,
-        unsure_margin=(
-            settings.unsure_margin
-            if settings.unsure_margin is not None
-            else detector.config.unsure_margin
-        ),
+        unsure_margin=detector.config.unsure_margin if unsure_margin is None else unsure_margin,
     )

@@ -9,25 +9,18 @@ from typing import Any
 
 from tqdm import tqdm
 
-from detection.analyzer import Analyzer
+from detection.analyzer import Analyzer, analyzer_around
 from detection.detector import Detector
 from detection.faces import FaceDetector
-from shared.config import settings
 from training.aggregation import compare_rules
 
 
 def analyzer_for(
     checkpoint: Path, threshold: float | None = None, threads: int = 0, engine: str = "torch"
 ) -> Analyzer:
-    detector = Detector.from_checkpoint(checkpoint, threads, engine)
-    return Analyzer(
-        detector=detector,
-        faces=FaceDetector(),
-        threshold=detector.config.threshold if threshold is None else threshold,
-        face_padding=settings.face_padding,
-        max_image_pixels=settings.max_image_pixels,
-        unsure_margin=detector.config.unsure_margin,
-        min_face_px=settings.min_face_px,
+    """The service's analyzer around a checkpoint of one's choosing (not RRR_WEIGHTS)."""
+    return analyzer_around(
+        Detector.from_checkpoint(checkpoint, threads, engine), FaceDetector(), threshold
     )
 
 
