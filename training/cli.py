@@ -51,6 +51,23 @@ SELF_BLEND_OPTION = click.option(
 )
 
 
+SMALL_FACES_OPTION = click.option(
+    "--small-faces",
+    default=0.0,
+    show_default=True,
+    help="Share of each batch shrunk to a small face (24-64 px) first, whatever its label.",
+)
+
+
+MAX_REALS_FLAGGED_OPTION = click.option(
+    "--max-reals-flagged",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Choose the threshold among those flagging at most this share of each source's real "
+    "validation faces (e.g. 0.1) [default: no cap, best balanced accuracy].",
+)
+
+
 VIEW_OPTION = click.option(
     "--view",
     type=click.Choice(["face", "patch"]),
@@ -129,12 +146,7 @@ def freeze_blocks_option(default: int):
 )
 @freeze_blocks_option(0)
 @SELF_BLEND_OPTION
-@click.option(
-    "--small-faces",
-    default=0.0,
-    show_default=True,
-    help="Share of each batch shrunk to a small face (24-64 px) first, whatever its label.",
-)
+@SMALL_FACES_OPTION
 @VIEW_OPTION
 def train_command(**kwargs: object) -> None:
     """Fine-tune EfficientNet-B0 on face crops (group-disjoint split, best-by-val-AUC kept)."""
@@ -246,13 +258,7 @@ def train_command(**kwargs: object) -> None:
     multiple=True,
     help="With --table: sources the checkpoint never trained on (tested on all rows).",
 )
-@click.option(
-    "--max-reals-flagged",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="With --table: choose the threshold among those flagging at most this share of each "
-    "source's real validation faces (e.g. 0.1) [default: no cap, best balanced accuracy].",
-)
+@MAX_REALS_FLAGGED_OPTION
 @click.option(
     "--loso",
     "loso_json",
@@ -403,7 +409,9 @@ def _eval_table(kwargs: dict[str, object]) -> None:
 )
 @freeze_blocks_option(2)
 @SELF_BLEND_OPTION
+@SMALL_FACES_OPTION
 @VIEW_OPTION
+@MAX_REALS_FLAGGED_OPTION
 def loso_command(**kwargs: object) -> None:
     """Leave-one-source-out: train without each source, test on it; prints the table."""
     from training.data import read_labels
@@ -426,8 +434,10 @@ def loso_command(**kwargs: object) -> None:
         lr=float(kwargs["lr"]),  # type: ignore[arg-type]
         warmup_steps=int(kwargs["warmup_steps"]),  # type: ignore[arg-type]
         self_blend=float(kwargs["self_blend"]),  # type: ignore[arg-type]
+        small_faces=float(kwargs["small_faces"]),  # type: ignore[arg-type]
         input_size=int(kwargs["input_size"]),  # type: ignore[arg-type]
         view=str(kwargs["view"]),
+        max_reals_flagged=kwargs["max_reals_flagged"],  # type: ignore[arg-type]
     )
     click.echo((Path(str(kwargs["out_dir"])) / "loso.md").read_text())
     unfinished = [s for s, f in results["folds"].items() if "sources" not in f]

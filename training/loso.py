@@ -31,6 +31,8 @@ def run_loso(
     self_blend: float = 0.0,
     input_size: int = 128,
     view: str = "face",
+    small_faces: float = 0.0,
+    max_reals_flagged: float | None = None,
 ) -> dict:
     """Run (or resume) every fold, then write ``loso.json`` and ``loso.md`` under ``out``.
 
@@ -43,6 +45,8 @@ def run_loso(
         "init": init,
         "freeze_blocks": freeze_blocks,
         "self_blend": self_blend,
+        "small_faces": small_faces,
+        "max_reals_flagged": max_reals_flagged,
         "input_size": input_size,
         "view": view,
         "folds": {},
@@ -69,6 +73,7 @@ def run_loso(
                     lr=lr,
                     warmup_steps=warmup_steps,
                     self_blend=self_blend,
+                    small_faces=small_faces,
                     input_size=input_size,
                     view=view,
                 )
@@ -77,7 +82,13 @@ def run_loso(
         if not finished:
             results["folds"][source] = {"status": "unfinished: run the command again to resume"}
             continue
-        report, _ = evaluate_checkpoint(run_dir / BEST, table, held_out=(source,), threads=threads)
+        report, _ = evaluate_checkpoint(
+            run_dir / BEST,
+            table,
+            held_out=(source,),
+            threads=threads,
+            max_reals_flagged=max_reals_flagged,
+        )
         report["init"] = fold_init
         (run_dir / "generalisation.json").write_text(json.dumps(report, indent=1))
         results["folds"][source] = report

@@ -172,6 +172,33 @@ def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
     assert strict_fitted.threshold >= fitted.threshold
 
 
+def test_loso_fold_passes_its_recipe_and_decision_rule_on(staged, tmp_path) -> None:
+    """`rrr loso` trains each fold with the recipe's options (here small faces) and fits each
+    fold's threshold under the same cap on real faces flagged as a shipped model would be."""
+    from training.loso import run_loso
+
+    out = tmp_path / "loso"
+    results = run_loso(
+        staged / "labels.csv",
+        out,
+        ["sd21"],
+        steps=1,
+        init="lite0",
+        threads=1,
+        batch_size=4,
+        warmup_steps=1,
+        small_faces=0.5,
+        max_reals_flagged=0.0,
+    )
+    fold = out / "without-sd21"
+    assert json.loads((fold / "train_config.json").read_text())["small_faces"] == 0.5
+    report = results["folds"]["sd21"]
+    assert report["threshold_rule"].endswith("at most 0% of each source's real faces")
+    written = json.loads((out / "loso.json").read_text())
+    assert (written["small_faces"], written["max_reals_flagged"]) == (0.5, 0.0)
+    assert "without sd21" in (out / "loso.md").read_text()
+
+
 def test_unseen_generator_fold_with_patch_view(staged, tmp_path) -> None:
     """SOURCE:fake leaves out a generator's fakes but keeps its real photos; a patch-view run
     trains, stores its view in the checkpoint and is reported on that source's fakes."""
