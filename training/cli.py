@@ -63,8 +63,8 @@ MAX_REALS_FLAGGED_OPTION = click.option(
     "--max-reals-flagged",
     type=click.FloatRange(0.0, 1.0),
     default=None,
-    help="Choose the threshold among those flagging at most this share of each source's real "
-    "validation faces (e.g. 0.1) [default: no cap, best balanced accuracy].",
+    help="Choose the threshold among those flagging at most this share of the real validation "
+    "faces, averaged over the sources (e.g. 0.1) [default: no cap, best balanced accuracy].",
 )
 
 

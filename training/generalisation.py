@@ -80,7 +80,7 @@ def fit_decision(
     sources: np.ndarray | None = None,
 ) -> ModelConfig:
     """Temperature, threshold (balanced accuracy, optionally under a cap on the real faces
-    flagged per source) and unsure margin, all from validation data."""
+    flagged, averaged over the sources) and unsure margin, all from validation data."""
     log_probs = np.log(np.clip(probs, 1e-12, 1.0))
     tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
     p_fake = fake_probability(class_probabilities(log_probs, tuned), tuned)
@@ -93,7 +93,7 @@ def threshold_rule(max_reals_flagged: float | None) -> str:
     if max_reals_flagged is None:
         return rule
     cap = f"{max_reals_flagged:.0%}"
-    return f"{rule}, among thresholds flagging at most {cap} of each source's real faces"
+    return f"{rule}, among thresholds flagging at most {cap} of the real faces (mean over sources)"
 
 
 def _with_threshold_and_margin(
@@ -198,7 +198,8 @@ def evaluate_checkpoint(
     source's fakes beside the test split of its reals. With ``partner`` (a second checkpoint,
     e.g. another view), both score together as a ``Detector`` with a partner does (``fit_pair``);
     the fitted config then names the partner's file. ``max_reals_flagged`` caps the share of
-    each source's real validation faces the threshold may flag. Returns (report, fitted config).
+    real validation faces the threshold may flag (mean over the sources). Returns (report,
+    fitted config).
     """
     torch.set_num_threads(threads)
     model, config, _ = load_checkpoint(checkpoint)

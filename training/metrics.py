@@ -46,38 +46,38 @@ def best_threshold(
 ) -> float:
     """Threshold maximising Youden's J (= balanced accuracy - 0.5) on the given scores.
 
-    With ``max_reals_flagged``, only thresholds that flag at most that share of the real faces
-    of every group (e.g. every source) are candidates: a rule for when flagging a real photo
-    costs more than missing a fake, and for sources whose real photos score higher than others'.
+    With ``max_reals_flagged``, only thresholds that flag at most that share of the real faces,
+    averaged over ``groups`` (e.g. sources) with equal weights, are candidates: a rule for when
+    flagging a real photo costs more than missing a fake. Equal weights keep a large group from
+    hiding a small one's real faces, and one group of a few dozen from setting the rule alone.
     Returns the midpoint between the chosen score and the next lower one, so a threshold picked
     on validation does not sit exactly on one validation image's score.
     """
     fpr, tpr, thresholds = roc_curve(is_fake, score)
     j = tpr - fpr
     if max_reals_flagged is not None:
-        j = np.where(
-            reals_flagged_worst(is_fake, score, thresholds, groups) <= max_reals_flagged, j, -np.inf
-        )
+        flagged = reals_flagged_by_group(is_fake, score, thresholds, groups).mean(axis=0)
+        j = np.where(flagged <= max_reals_flagged, j, -np.inf)
     i = int(np.argmax(j[1:])) + 1  # skip the (0, 0) point at +inf
     if not np.isfinite(j[i]):
-        i = 1  # no threshold keeps every group under the cap: flag only the top score's run
+        i = 1  # no threshold meets the cap: flag only the top score's run
     t = thresholds[i]
     lower = thresholds[i + 1] if i + 1 < len(thresholds) else 0.0
     return float((t + lower) / 2.0)
 
 
-def reals_flagged_worst(
+def reals_flagged_by_group(
     is_fake: np.ndarray, score: np.ndarray, thresholds: np.ndarray, groups: np.ndarray | None
 ) -> np.ndarray:
-    """For each threshold, the largest share of real faces at or above it over the groups."""
-    reals = ~is_fake.astype(bool)
+    """(groups with real faces, thresholds): each group's share of real faces at or above each
+    threshold."""
+    reals = ~np.asarray(is_fake, dtype=bool)
     groups = np.zeros(len(score), dtype=int) if groups is None else np.asarray(groups)
-    worst = np.zeros(len(thresholds))
+    rows = []
     for group in np.unique(groups[reals]):
         s = np.sort(score[reals & (groups == group)])
-        flagged = 1.0 - np.searchsorted(s, thresholds, side="left") / len(s)
-        worst = np.maximum(worst, flagged)
-    return worst
+        rows.append(1.0 - np.searchsorted(s, thresholds, side="left") / len(s))
+    return np.array(rows).reshape(-1, len(thresholds))
 
 
 def classification_report(is_fake: np.ndarray, score: np.ndarray, threshold: float) -> dict:

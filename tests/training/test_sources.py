@@ -168,7 +168,7 @@ def test_leave_one_source_out_run_and_report(staged, tmp_path) -> None:
         control=False,
         max_reals_flagged=0.0,
     )
-    assert strict["threshold_rule"].endswith("flagging at most 0% of each source's real faces")
+    assert strict["threshold_rule"].endswith("at most 0% of the real faces (mean over sources)")
     assert strict_fitted.threshold >= fitted.threshold
 
 
@@ -193,7 +193,7 @@ def test_loso_fold_passes_its_recipe_and_decision_rule_on(staged, tmp_path) -> N
     fold = out / "without-sd21"
     assert json.loads((fold / "train_config.json").read_text())["small_faces"] == 0.5
     report = results["folds"]["sd21"]
-    assert report["threshold_rule"].endswith("at most 0% of each source's real faces")
+    assert report["threshold_rule"].endswith("at most 0% of the real faces (mean over sources)")
     written = json.loads((out / "loso.json").read_text())
     assert (written["small_faces"], written["max_reals_flagged"]) == (0.5, 0.0)
     assert "without sd21" in (out / "loso.md").read_text()
