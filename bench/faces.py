@@ -21,7 +21,9 @@ Columns:
   nothing pays its second pass there).
 
 Candidates whose package is not installed are skipped with a line saying so. The ``rrr`` row is
-the product's own detector (detection.faces.FaceDetector), whatever it currently is.
+the product's own detector (detection.faces.FaceDetector), whatever it currently is, as video
+frames are searched; ``rrr-photo`` the same as still images are searched (a large photo also in
+tiles: detection.faces.PHOTO_SCALE).
 """
 
 from __future__ import annotations
@@ -198,13 +200,14 @@ def mtcnn(max_side: int = 640, border_fraction: float = 0.0) -> DetectFn:
     return detect
 
 
-def product() -> DetectFn:
+def product(photo: bool = False) -> DetectFn:
+    """The service's detector: as video frames are searched, or (``photo``) still images."""
     from detection.faces import FaceDetector
 
     finder = FaceDetector()
 
     def detect(rgb: np.ndarray) -> list[Box]:
-        return [(*map(float, f.box), f.score) for f in finder.detect(rgb)]
+        return [(*map(float, f.box), f.score) for f in finder.detect(rgb, photo)]
 
     return detect
 
@@ -224,6 +227,7 @@ CANDIDATES: dict[str, Callable[[], DetectFn]] = {
     "dlib-hog@640+border": lambda: dlib_hog(640, 0.2),
     "mtcnn@640": lambda: mtcnn(640),
     "rrr": product,
+    "rrr-photo": lambda: product(photo=True),
 }
 
 
@@ -412,25 +416,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def pasted_faces(detectors: dict[str, DetectFn], crops: list[Path]) -> None:
     """Small faces in large frames: each crop shrunk to a tight face of ``side`` px and pasted
-    at one of 20 places into a grey canvas; found = a box overlaps it."""
+    at one of 20 places into a grey canvas; found = a box overlaps it. Beside each count, the
+    median time of one detect call on those canvases."""
     images = [load_rgb(p) for p in crops]
     print(f"pasted faces found, of {len(images)}:")
-    for (height, width), sides in [((1080, 1920), (96, 144, 192)), ((4000, 6000), (300, 448))]:
+    sizes = [
+        ((1080, 1920), (96, 144, 192)),
+        ((3000, 4000), (96, 150, 200)),
+        ((4000, 6000), (150, 300, 448)),
+    ]
+    for (height, width), sides in sizes:
         for side in sides:
             row = []
             for name, detect in detectors.items():
-                hits = 0
+                hits, seconds = 0, []
                 for i, face in enumerate(images):
                     canvas = np.full((height, width, 3), 90, np.uint8)
                     x0, y0 = (width - side) * (i % 5) // 5, (height - side) * (i % 4) // 4
                     canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
                         face, (side, side), interpolation=cv2.INTER_AREA
                     )
+                    t0 = time.perf_counter()
+                    boxes = detect(canvas)
+                    seconds.append(time.perf_counter() - t0)
                     hits += any(
                         x < x0 + side and x + w > x0 and y < y0 + side and y + h > y0
-                        for x, y, w, h, _ in detect(canvas)
+                        for x, y, w, h, _ in boxes
                     )
-                row.append(f"{name} {hits}")
+                row.append(f"{name} {hits} ({1000 * float(np.median(seconds)):.0f} ms)")
             print(f"  {side} px face in {width}x{height}: " + ", ".join(row))
 
 

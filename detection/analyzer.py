@@ -88,11 +88,14 @@ class Analyzer:
             "confidence": round(max(p, 1.0 - p), 6),
         }
 
-    def faces_in(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+    def faces_in(
+        self, images: list[np.ndarray], photos: bool = False
+    ) -> list[list[dict[str, Any]]]:
         """Every face in each RGB image with its score. The faces of all the images go through
-        the model as one batch (a batch of images, or several sampled frames of a video)."""
+        the model as one batch (a batch of images, or several sampled frames of a video).
+        ``photos``: still images, searched more thoroughly than video frames when large."""
         t0 = time.perf_counter()
-        boxes = [[face.box for face in self.faces.detect(rgb)] for rgb in images]
+        boxes = [[face.box for face in self.faces.detect(rgb, photos)] for rgb in images]
         crops = [
             crop_face(rgb, box, self.face_padding)
             for rgb, found in zip(images, boxes, strict=True)
@@ -192,7 +195,7 @@ class Analyzer:
         rgb = self.decode(path)
         # after decoding: the file is then in the page cache, so this stage never pays its read
         declared = file_provenance(path, mime) if provenance else None
-        result = self.image_result(rgb, self.faces_in([rgb])[0])
+        result = self.image_result(rgb, self.faces_in([rgb], photos=True)[0])
         spent = self.stage_seconds - before
         result["timings_ms"] = {
             **{stage: round(spent[stage] * 1000, 1) for stage in ("decode", "detect", "infer")},
@@ -235,7 +238,7 @@ class Analyzer:
                 if path is not None and upload_error is None:  # read after decoding: cached
                     entry["provenance"] = file_provenance(path, mimes[index] if mimes else None)
                 entries.append(entry)
-            faces = self.faces_in([rgb for _, rgb in decoded])
+            faces = self.faces_in([rgb for _, rgb in decoded], photos=True)
             for (entry, rgb), found in zip(decoded, faces, strict=True):
                 entry.update(self.image_result(rgb, found))
             results.extend(entries)

@@ -8,7 +8,9 @@ detection").
 
 Detection runs on a shrunk copy: first a coarse one (half size, at most 320 px), then, only when
 that finds no face, one of at most DETECT_MAX_SIDE pixels on its longer side; boxes are mapped
-back to the original pixels and clipped to the frame.
+back to the original pixels and clipped to the frame. A large still photo (``photo=True``) is
+searched instead in overlapping tiles of a finer copy after the coarse pass, so the faces of a
+group photo from a phone are found beside its largest one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ COARSE_MAX_SCALE = 0.5
 DETECT_MAX_SIDE = 480
 MIN_SCORE = 0.5  # YuNet confidence in 0..1; its own default
 
+# Photos: at DETECT_MAX_SIDE a 4000 x 3000 photo is searched at 0.12 of its size, where YuNet
+# misses most faces under about 250 px (python -m bench.faces --pasted: of 20 tight faces of
+# 150 px, 1 found). A larger still image is searched instead, after the coarse pass, at up to a
+# third of its size and at most PHOTO_PIXELS pixels (cost grows with pixels: about 0.2 s at the
+# cap here), in tiles of at most PHOTO_TILE px (yuface warns that larger inputs degrade). The
+# tiles overlap by more than the smallest face the coarse pass finds in the largest image
+# accepted (about 30 px at 320 px), so every face is whole in a tile or found by the coarse
+# pass. Figures: docs/performance.md, "Faces in photos".
+PHOTO_MAX_SCALE = 1 / 3
+PHOTO_PIXELS = 1_000_000
+PHOTO_TILE = 960
+PHOTO_TILE_OVERLAP = 256
+
 
 @dataclass(frozen=True)
 class Face:
@@ -57,6 +72,30 @@ def detection_size(
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def photo_scale(height: int, width: int) -> float:
+    """The scale a still image is searched at for its smaller faces (see PHOTO_PIXELS)."""
+    return min(PHOTO_MAX_SCALE, (PHOTO_PIXELS / max(1, height * width)) ** 0.5)
+
+
+def _distinct(faces: list[Face]) -> list[Face]:
+    """One box per face, from passes that may each have found it: larger boxes first, and a box
+    mostly (over half its area) inside one already kept is dropped: the same face seen again, or
+    part of it cut by a tile's edge."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True):
+        area = face.box[2] * face.box[3]
+        if all(_overlap(face.box, other.box) <= 0.5 * area for other in kept):
+            kept.append(face)
+    return sorted(kept, key=lambda f: (f.box[0], f.box[1]))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Area shared by two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
 class FaceDetector:
     """YuNet face detector; one instance per process. Calls are serialised with a lock, since the
     native library is not documented as thread-safe (workers are processes, so it never waits)."""
@@ -66,7 +105,10 @@ class FaceDetector:
         self.max_side = max_side
         self._lock = threading.Lock()
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect(self, rgb: np.ndarray, photo: bool = False) -> list[Face]:
+        """Faces in an RGB image, left to right. ``photo``: a still image, worth the tiled
+        search of a large one (video frames are not: their faces are as large as the frame's
+        size allows and every frame counts against the video's time)."""
         height, width = rgb.shape[:2]
         if height == 0 or width == 0:
             return []
@@ -74,8 +116,34 @@ class FaceDetector:
         coarse = detection_size(height, width, coarse_side, COARSE_MAX_SCALE)
         fine = detection_size(height, width, self.max_side)
         faces = self._detect_at(rgb, coarse)
+        scale = photo_scale(height, width)
+        if photo and scale * height > 1.25 * fine[0]:
+            # the tiles are finer than the second pass, and the coarse pass finds what they cut
+            return _distinct(faces + self._detect_tiled(rgb, scale))
         if not faces and fine != coarse:
             faces = self._detect_at(rgb, fine)
+        return faces
+
+    def _detect_tiled(self, rgb: np.ndarray, scale: float) -> list[Face]:
+        """Faces found in overlapping tiles of a copy at ``scale``, in original pixels."""
+        height, width = rgb.shape[:2]
+        small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
+        small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        sx, sy = width / small_w, height / small_h
+        step = PHOTO_TILE - PHOTO_TILE_OVERLAP
+        faces = []
+        for top in range(0, max(1, small_h - PHOTO_TILE_OVERLAP), step):
+            for left in range(0, max(1, small_w - PHOTO_TILE_OVERLAP), step):
+                tile = small[top : top + PHOTO_TILE, left : left + PHOTO_TILE]
+                for face in self._detect_at(tile, tile.shape[:2]):
+                    x, y, w, h = face.box
+                    box = (
+                        int((x + left) * sx),
+                        int((y + top) * sy),
+                        min(int(round(w * sx)), width - int((x + left) * sx)),
+                        min(int(round(h * sy)), height - int((y + top) * sy)),
+                    )
+                    faces.append(Face(box, face.score))
         return faces
 
     def _detect_at(self, rgb: np.ndarray, size: tuple[int, int]) -> list[Face]:

@@ -131,6 +131,22 @@ def test_batch_scores_faces_together_with_the_same_results(analyzer, face_crops)
         assert item["prediction"] == single["prediction"]
 
 
+def test_every_face_of_a_group_photo_is_judged_alone_or_in_a_batch(analyzer, face_crops, tmp_path):
+    """A 12 MP photo with three faces of 150 px beside one of 800 px: an image job and a batch
+    item both judge all four (the photo search of detection/faces.py), each with its score."""
+    photo = Image.new("RGB", (4000, 3000), (90, 90, 90))
+    spots = [(2800, 1200, 800), (300, 400, 150), (1850, 600, 150), (900, 2500, 150)]
+    for path, (x, y, side) in zip(face_crops["real"], spots, strict=False):
+        photo.paste(Image.open(path).convert("RGB").resize((side, side)), (x, y))
+    jpeg = tmp_path / "group.jpg"
+    photo.save(jpeg, quality=90)
+    result, _ = analyzer.analyze_image(jpeg)
+    assert len(result["faces"]) == 4, result["faces"]
+    assert sorted(min(f["box"][2:]) > 500 for f in result["faces"]) == [False, False, False, True]
+    batch = analyzer.analyze_batch([("group.jpg", jpeg, None)], lambda done, total: True)
+    assert batch["items"][0]["faces"] == result["faces"]
+
+
 def test_purification_setting_changes_scores_only_when_on(analyzer, face_crops):
     from dataclasses import replace
 

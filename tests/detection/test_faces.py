@@ -4,7 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-from detection.faces import FaceDetector, crop_face, crop_region, detection_size
+from detection.faces import (
+    PHOTO_TILE,
+    FaceDetector,
+    crop_face,
+    crop_region,
+    detection_size,
+    photo_scale,
+)
 from detection.media import decode_image, probe_video, sample_frames
 
 
@@ -93,6 +100,49 @@ def test_face_the_coarse_pass_misses_is_found_by_the_second(detector, crop):
     assert len(faces) == 1, faces
     x, y, w, h = faces[0].box
     assert x0 < x + w / 2 < x0 + side and y0 < y + h / 2 < y0 + side, faces[0].box
+
+
+def _paste(canvas: np.ndarray, face: np.ndarray, x0: int, y0: int, side: int) -> tuple:
+    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+        face, (side, side), interpolation=cv2.INTER_AREA
+    )
+    return (x0, y0, side, side)
+
+
+def test_every_face_of_a_large_group_photo_is_found_once(detector, face_crops):
+    """A 12 MP photo: one face of 900 px and four of 150 px, one of them across the right edge
+    of the first tile of the photo search. As a video frame only the large face is found (the
+    small ones are 18 px at the second pass's scale); as a photo every face, each once."""
+    crops = [decode_image(p, 10**7) for p in face_crops["real"][:5]]
+    photo = np.full((3000, 4000, 3), 90, np.uint8)
+    tile_edge = int(PHOTO_TILE / photo_scale(3000, 4000))
+    placed = [
+        _paste(photo, crops[0], 1200, 1500, 900),
+        _paste(photo, crops[1], 300, 400, 150),
+        _paste(photo, crops[2], tile_edge - 75, 600, 150),
+        _paste(photo, crops[3], 800, 2500, 150),
+        _paste(photo, crops[4], 3500, 2700, 150),
+    ]
+    as_frame = detector.detect(photo)
+    assert [_iou(f.box, placed[0]) > 0.3 for f in as_frame] == [True], as_frame
+    faces = detector.detect(photo, photo=True)
+    assert len(faces) == len(placed), faces
+    for where in placed:
+        assert sum(_iou(f.box, where) > 0.3 for f in faces) == 1, (where, faces)
+        assert all(_inside(f.box, photo.shape) for f in faces)
+
+
+def test_a_face_larger_than_a_tile_is_one_box_in_a_photo(detector, crop):
+    photo = np.full((4000, 6000, 3), 90, np.uint8)
+    where = _paste(photo, crop, 1500, 1000, 2000)  # 408 px in the search: across two tiles
+    faces = detector.detect(photo, photo=True)
+    assert len(faces) == 1 and _iou(faces[0].box, where) > 0.3, faces
+
+
+def test_no_face_in_a_large_noisy_photo(detector):
+    noise = np.random.default_rng(1).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    assert detector.detect(noise, photo=True) == []
+    assert detector.detect(np.full((3000, 4000, 3), 128, np.uint8), photo=True) == []
 
 
 def test_boxes_match_across_scales(detector, video_paths):
