@@ -19,7 +19,7 @@ from detection.model import FAKE_INDEX, LABELS, file_sha256
 from detection.network import load_checkpoint, save_checkpoint
 from training.data import SPLIT_SALT, Sample, load_rgb, read_labels, split_samples, split_summary
 from training.inference import predict_fake_prob
-from training.metrics import best_threshold, classification_report, roc_curve
+from training.metrics import best_threshold, classification_report, roc_curve, threshold_rule
 from training.train import _subset
 
 DATA_TERMS = (
@@ -135,7 +135,7 @@ def evaluate(
         val_fake = np.array([s.label == FAKE_INDEX for s in splits["val"]])
         val_scores = _scores(scorer, splits["val"], config)
         threshold = best_threshold(val_fake, val_scores)
-        rule = "maximises Youden's J (balanced accuracy) on the validation split"
+        rule = threshold_rule(None)
         result["val"] = classification_report(val_fake, val_scores, threshold)
         fpr, tpr, _ = roc_curve(val_fake, val_scores)
         curves["val"] = (fpr, tpr, result["val"]["roc_auc"])

@@ -27,7 +27,7 @@ from training.calibration import (
     unsure_tradeoff,
 )
 from training.data import Sample, left_out, load_rgb, read_labels, split_samples
-from training.metrics import best_threshold, roc_auc
+from training.metrics import best_threshold, roc_auc, threshold_rule
 
 MAX_UNSURE_SHARE = 0.08  # the unsure band may hold at most this share of validation faces
 EVAL_CAP = 4000  # at most this many crops scored per source and split (evenly spaced)
@@ -85,15 +85,6 @@ def fit_decision(
     tuned = dataclasses.replace(config, temperature=fit_temperature(log_probs, labels))
     p_fake = fake_probability(class_probabilities(log_probs, tuned), tuned)
     return _with_threshold_and_margin(tuned, p_fake, labels, max_unsure, max_reals_flagged, sources)
-
-
-def threshold_rule(max_reals_flagged: float | None) -> str:
-    """How the threshold was chosen, in words, for reports and the shipped metadata."""
-    rule = "maximises balanced accuracy on the validation split"
-    if max_reals_flagged is None:
-        return rule
-    cap = f"{max_reals_flagged:.0%}"
-    return f"{rule}, among thresholds flagging at most {cap} of the real faces (mean over sources)"
 
 
 def _with_threshold_and_margin(

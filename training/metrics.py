@@ -59,11 +59,20 @@ def best_threshold(
         flagged = reals_flagged_by_group(is_fake, score, thresholds, groups).mean(axis=0)
         j = np.where(flagged <= max_reals_flagged, j, -np.inf)
     i = int(np.argmax(j[1:])) + 1  # skip the (0, 0) point at +inf
-    if not np.isfinite(j[i]):
-        i = 1  # no threshold meets the cap: flag only the top score's run
+    if not np.isfinite(j[i]):  # every score flags too many real faces: flag none
+        return float(np.nextafter(thresholds[1], np.inf))
     t = thresholds[i]
     lower = thresholds[i + 1] if i + 1 < len(thresholds) else 0.0
     return float((t + lower) / 2.0)
+
+
+def threshold_rule(max_reals_flagged: float | None) -> str:
+    """How the threshold was chosen, in words, for reports and the shipped metadata."""
+    rule = "maximises balanced accuracy on the validation split"
+    if max_reals_flagged is None:
+        return rule
+    cap = f"{max_reals_flagged:.0%}"
+    return f"{rule}, among thresholds flagging at most {cap} of the real faces (mean over sources)"
 
 
 def reals_flagged_by_group(

@@ -73,6 +73,9 @@ def test_threshold_under_a_cap_on_the_real_faces_flagged_per_source() -> None:
     # pooled, without groups, the small source's reals are outweighed: a looser threshold
     pooled = best_threshold(is_fake, score, max_reals_flagged=0.10)
     assert float((score[~is_fake] >= pooled).mean()) <= 0.10 and pooled < capped
+    # a real face with the top score: no threshold flags none of them but one above every score
+    score[np.flatnonzero(~is_fake)[0]] = 2.0
+    assert best_threshold(is_fake, score, max_reals_flagged=0.0, groups=sources) > 2.0
 
 
 def test_lite0_transplant_matches_all_backbone_tensors() -> None:
