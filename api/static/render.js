@@ -61,6 +61,13 @@ export function verdictText(result) {
   // chance (weights/README.md), so no verdict should read as a certificate
   explanation += " It can miss swap methods and generators it never learnt from: a low score " +
     "is not proof that a face is real.";
+  // the image's score is its most suspicious face's, and every real face has its own chance
+  // of being flagged, so a photo of many people is flagged more often than a portrait
+  const judged = (result.faces || []).filter((f) => !f.too_small).length;
+  if (judged > 1) {
+    explanation += ` The score is that of the most suspicious of its ${judged} faces, and ` +
+      "each real face has its own chance of being flagged: look at each face below.";
+  }
   let tail = result.prediction === "UNCERTAIN" ? ", too close to call" : "";
   if (result.too_small) tail = ", the faces are too small to judge";
   return { verdict: `${words}: ${score}${tail}`, explanation };

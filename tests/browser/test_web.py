@@ -279,6 +279,31 @@ def test_faces_too_small_to_judge_are_said_so(page, face_crops, tmp_path, artifa
     save_shot(page.driver, artifacts, "image-small-face", page.driver.find_element(By.ID, "result"))
 
 
+def test_a_picture_of_several_faces_says_whose_score_it_shows(page, face_crops, tmp_path):
+    from PIL import Image
+
+    picture = Image.new("RGB", (900, 400), (90, 90, 90))
+    for i, path in enumerate(face_crops["real"][:3]):
+        picture.paste(Image.open(path).convert("RGB").resize((200, 200)), (50 + 280 * i, 100))
+    path = tmp_path / "three-faces.png"
+    picture.save(path)
+
+    page.open()
+    page.upload(path)
+    job_id = page.job_id()
+    assert page.wait_finished() == "Finished."
+    faces = page.job(job_id)["result"]["faces"]
+    assert len(faces) == 3, faces
+    assert len(page.driver.find_elements(By.CSS_SELECTOR, "#result .faces li")) == 3
+    assert "the most suspicious of its 3 faces" in page.text("explanation")
+
+    page.open()
+    page.upload(face_crops["real"][0])  # one face: nothing to say about the others
+    page.job_id()
+    assert page.wait_finished() == "Finished."
+    assert "most suspicious of its" not in page.text("explanation")
+
+
 def test_failed_job_shows_its_message(page, tmp_path, artifacts):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8)  # no image
