@@ -242,7 +242,8 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 
 def verdict_line(name: str, result: dict) -> str:
     """One line a person reads: "clip.mp4: FAKE (likely manipulated), 97% manipulation score,
-    20 frames, 18 with a face"."""
+    20 frames, 18 with a face"; "group.jpg: FAKE (likely manipulated), 99% manipulation score,
+    6 faces, 2 flagged"."""
     if "error" in result:
         return f"{name}: error {result['error']['code']}: {result['error']['message']}"
     prediction = result.get("prediction", "?")
@@ -258,6 +259,9 @@ def verdict_line(name: str, result: dict) -> str:
         line += f", {frames}, {result.get('frames_with_faces', 0)} with a face"
     elif "faces" in result and prediction != "NO_FACE":
         line += f", {_plural(len(result['faces']), 'face')}"
+        if len(result["faces"]) > 1:  # the verdict is one face's: say how many stand out
+            flagged = sum(face.get("prediction") == "FAKE" for face in result["faces"])
+            line += f", {flagged or 'none'} flagged"
     return line
 
 

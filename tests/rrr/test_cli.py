@@ -266,7 +266,10 @@ def test_submit_ends_in_one_verdict_line_per_file():
                 {"filename": "a.png", "prediction": "NO_FACE", "probability_fake": None},
                 {"filename": "b.txt", "error": {"code": "unsupported_media_type", "message": "?"}},
                 {"filename": "c.jpg", "prediction": "UNCERTAIN", "probability_fake": 0.52,
-                 "threshold": 0.5, "faces": [{}, {}]},
+                 "threshold": 0.5, "faces": [{"prediction": "UNCERTAIN"}, {"prediction": "REAL"}]},
+                {"filename": "e.jpg", "prediction": "FAKE", "probability_fake": 0.9,
+                 "threshold": 0.5, "faces": [{"prediction": "FAKE"}, {"prediction": "REAL"},
+                                             {"prediction": "FAKE"}]},
                 {"filename": "d.jpg", "prediction": "UNCERTAIN", "probability_fake": 0.9,
                  "threshold": 0.5, "faces": [{"too_small": True}], "too_small": True},
             ]
@@ -275,7 +278,9 @@ def test_submit_ends_in_one_verdict_line_per_file():
     assert verdict_lines(batch, "") == [
         "a.png: NO_FACE (no face found)",
         "b.txt: error unsupported_media_type: ?",
-        "c.jpg: UNCERTAIN (unsure, too close to call), 52% manipulation score, 2 faces",
+        "c.jpg: UNCERTAIN (unsure, too close to call), 52% manipulation score, 2 faces, "
+        "none flagged",
+        "e.jpg: FAKE (likely manipulated), 90% manipulation score, 3 faces, 2 flagged",
         "d.jpg: UNCERTAIN (unsure, the faces are too small to judge), 90% manipulation score, "
         "1 face",
     ]
