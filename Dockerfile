@@ -15,7 +15,8 @@ COPY training training
 COPY migrations migrations
 COPY weights weights
 RUN pip install .
-ENV RRR_VAR_DIR=/data RRR_STORAGE_DIR=/data/uploads RRR_WEIGHTS_PATH=/app/weights/rrr-b0-v2.pt
+# Installed into site-packages, the code no longer sits beside weights/: name the shipped model.
+ENV RRR_VAR_DIR=/data RRR_STORAGE_DIR=/data/uploads RRR_WEIGHTS_PATH=/app/weights/rrr-b0-v3.pt
 # The processes run as root inside the container (the volumes are root's); the container is the
 # isolation and tasks are JSON only, so Celery's superuser warning is switched off on purpose.
 ENV C_FORCE_ROOT=1

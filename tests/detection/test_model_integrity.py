@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +75,13 @@ def test_worker_refuses_to_start_on_a_mismatch(weights):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "sha256" in lines[0] and "rrr-b0-v2.json" in lines[0], lines
+
+
+def test_the_container_image_serves_the_model_the_code_ships():
+    """The Dockerfile names the weights file (an installed package has no weights/ beside it):
+    it must be the default model, not an older one left behind."""
+    from shared.config import DEFAULT_WEIGHTS
+
+    named = re.search(r"RRR_WEIGHTS_PATH=(\S+)", (REPO / "Dockerfile").read_text())
+    assert named is not None and Path(named.group(1)).name == DEFAULT_WEIGHTS.name
+    assert DEFAULT_WEIGHTS == SHIPPED_WEIGHTS
