@@ -264,11 +264,7 @@ def test_faces_too_small_to_judge_are_said_so(page, face_crops, tmp_path, artifa
     path = tmp_path / "small-face.png"
     picture.save(path)
 
-    page.open()
-    page.upload(path)
-    job_id = page.job_id()
-    assert page.wait_finished() == "Finished."
-    result = page.job(job_id)["result"]
+    result = page.analysed(path)["result"]
     assert [f.get("too_small") for f in result["faces"]] == [True], result
     assert result["prediction"] == "UNCERTAIN" and result["too_small"] is True
     verdict = page.text("verdict")
@@ -288,19 +284,12 @@ def test_a_picture_of_several_faces_says_whose_score_it_shows(page, face_crops, 
     path = tmp_path / "three-faces.png"
     picture.save(path)
 
-    page.open()
-    page.upload(path)
-    job_id = page.job_id()
-    assert page.wait_finished() == "Finished."
-    faces = page.job(job_id)["result"]["faces"]
+    faces = page.analysed(path)["result"]["faces"]
     assert len(faces) == 3, faces
     assert len(page.driver.find_elements(By.CSS_SELECTOR, "#result .faces li")) == 3
     assert "the most suspicious of its 3 faces" in page.text("explanation")
 
-    page.open()
-    page.upload(face_crops["real"][0])  # one face: nothing to say about the others
-    page.job_id()
-    assert page.wait_finished() == "Finished."
+    page.analysed(face_crops["real"][0])  # one face: nothing to say about the others
     assert "most suspicious of its" not in page.text("explanation")
 
 

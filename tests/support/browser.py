@@ -109,3 +109,11 @@ class Page:
 
     def job(self, job_id: str) -> dict:
         return self.api.get(f"/v1/jobs/{job_id}").json()
+
+    def analysed(self, *paths: Path) -> dict:
+        """Open a fresh page, upload ``paths``, wait until the page says it finished; the job."""
+        self.open()
+        self.upload(*paths)
+        job_id = self.job_id()
+        assert self.wait_finished() == "Finished."
+        return self.job(job_id)
