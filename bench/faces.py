@@ -3,7 +3,8 @@ videos, extra boxes per frame, and single-thread speed.
 
     python -m bench.faces                 # every installed candidate, 2000 crops
     python -m bench.faces --crops 500 --only yuface@320,rrr
-    python -m bench.faces --only yuface@480,rrr --pasted   # small faces in large frames too
+    python -m bench.faces --only yuface@480,rrr --pasted   # small faces in large frames too,
+                                                           # and beside a large face in photos
 
 Columns:
 - crop recall: share of N DFDC face crops (balanced over real/fake, at most one per ``group``
@@ -427,24 +428,66 @@ def pasted_faces(detectors: dict[str, DetectFn], crops: list[Path]) -> None:
     ]
     for (height, width), sides in sizes:
         for side in sides:
-            row = []
-            for name, detect in detectors.items():
-                hits, seconds = 0, []
-                for i, face in enumerate(images):
-                    canvas = np.full((height, width, 3), 90, np.uint8)
-                    x0, y0 = (width - side) * (i % 5) // 5, (height - side) * (i % 4) // 4
-                    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
-                        face, (side, side), interpolation=cv2.INTER_AREA
-                    )
-                    t0 = time.perf_counter()
-                    boxes = detect(canvas)
-                    seconds.append(time.perf_counter() - t0)
-                    hits += any(
-                        x < x0 + side and x + w > x0 and y < y0 + side and y + h > y0
-                        for x, y, w, h, _ in boxes
-                    )
-                row.append(f"{name} {hits} ({1000 * float(np.median(seconds)):.0f} ms)")
-            print(f"  {side} px face in {width}x{height}: " + ", ".join(row))
+            canvases = []
+            for i, face in enumerate(images):
+                canvas = np.full((height, width, 3), 90, np.uint8)
+                x0, y0 = (width - side) * (i % 5) // 5, (height - side) * (i % 4) // 4
+                canvases.append((canvas, _paste(canvas, face, x0, y0, side)))
+            print(f"  {side} px face in {width}x{height}: {_found(detectors, canvases)}")
+    group_photos(detectors, images)
+
+
+def group_photos(detectors: dict[str, DetectFn], images: list[np.ndarray]) -> None:
+    """Small faces beside a large one, in photos of the sizes phones and web pages show: a face
+    of 40% of the photo's height at its top right, and a small face pasted at one of 20 places
+    to its left; found = a box overlaps the small face (the large one is found every time)."""
+    print(f"small faces beside a large one, found of {len(images)}:")
+    sizes = [
+        ((600, 800), (40, 64)),
+        ((960, 1280), (48, 64, 96)),
+        ((1350, 1080), (64, 96, 128)),
+        ((1200, 1600), (64, 96, 128)),
+    ]
+    for (height, width), sides in sizes:
+        large = int(0.4 * height)
+        for side in sides:
+            canvases = []
+            for i, face in enumerate(images):
+                canvas = np.full((height, width, 3), 90, np.uint8)
+                _paste(canvas, images[(i + 1) % len(images)], width - large - 8, 8, large)
+                free = width - large - 16 - side
+                x0, y0 = free * (i % 5) // 5, (height - side) * (i % 4) // 4
+                canvases.append((canvas, _paste(canvas, face, x0, y0, side)))
+            where = f"{side} px face beside a {large} px one in {width}x{height}"
+            print(f"  {where}: {_found(detectors, canvases)}")
+
+
+def _paste(
+    canvas: np.ndarray, face: np.ndarray, x0: int, y0: int, side: int
+) -> tuple[int, int, int, int]:
+    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+        face, (side, side), interpolation=cv2.INTER_AREA
+    )
+    return (x0, y0, side, side)
+
+
+def _found(
+    detectors: dict[str, DetectFn], canvases: list[tuple[np.ndarray, tuple[int, int, int, int]]]
+) -> str:
+    """For each detector: how many of the pasted faces a box overlaps, and its median time."""
+    row = []
+    for name, detect in detectors.items():
+        hits, seconds = 0, []
+        for canvas, (x0, y0, side, _) in canvases:
+            t0 = time.perf_counter()
+            boxes = detect(canvas)
+            seconds.append(time.perf_counter() - t0)
+            hits += any(
+                x < x0 + side and x + w > x0 and y < y0 + side and y + h > y0
+                for x, y, w, h, _ in boxes
+            )
+        row.append(f"{name} {hits} ({1000 * float(np.median(seconds)):.0f} ms)")
+    return ", ".join(row)
 
 
 if __name__ == "__main__":

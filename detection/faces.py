@@ -8,9 +8,9 @@ detection").
 
 Detection runs on a shrunk copy: first a coarse one (half size, at most 320 px), then, only when
 that finds no face, one of at most DETECT_MAX_SIDE pixels on its longer side; boxes are mapped
-back to the original pixels and clipped to the frame. A large still photo (``photo=True``) is
-searched instead in overlapping tiles of a finer copy after the coarse pass, so the faces of a
-group photo from a phone are found beside its largest one.
+back to the original pixels and clipped to the frame. A still photo (``photo=True``) larger than
+twice the coarse pass is searched instead in overlapping tiles of a finer copy after the coarse
+pass, so the smaller faces of a group photo are found beside its largest one.
 """
 
 from __future__ import annotations
@@ -45,13 +45,15 @@ MIN_SCORE = 0.5  # YuNet confidence in 0..1; its own default
 
 # Photos: at DETECT_MAX_SIDE a 4000 x 3000 photo is searched at 0.12 of its size, where YuNet
 # misses most faces under about 250 px (python -m bench.faces --pasted: of 20 tight faces of
-# 150 px, 1 found). A larger still image is searched instead, after the coarse pass, at up to a
-# third of its size and at most PHOTO_PIXELS pixels (cost grows with pixels: about 0.2 s at the
-# cap here), in tiles of at most PHOTO_TILE px (yuface warns that larger inputs degrade). The
-# tiles overlap by more than the smallest face the coarse pass finds in the largest image
-# accepted (about 30 px at 320 px), so every face is whole in a tile or found by the coarse
-# pass. Figures: docs/performance.md, "Faces in photos".
-PHOTO_MAX_SCALE = 1 / 3
+# 150 px, 1 found); and in a 1600 x 1200 photo the coarse pass (320 px), once it has found the
+# largest face, leaves a 96 px one beside it unfound 18 times in 20. So a still image larger
+# than twice COARSE_MAX_SIDE is searched again after the coarse pass, at up to half its size and
+# at most PHOTO_PIXELS pixels, never coarser than the second pass (cost grows with pixels: about
+# 0.05 s for 1600 x 1200, 0.25 s at the cap here), in tiles of at most PHOTO_TILE px (yuface
+# warns that larger inputs degrade). The tiles overlap by more than the smallest face the
+# coarse pass finds in the largest image accepted (about 30 px at 320 px), so every face is
+# whole in a tile or found by the coarse pass. Figures: docs/performance.md, "Faces in photos".
+PHOTO_MAX_SCALE = 0.5
 PHOTO_PIXELS = 1_000_000
 PHOTO_TILE = 960
 PHOTO_TILE_OVERLAP = 256
@@ -73,8 +75,10 @@ def detection_size(
 
 
 def photo_scale(height: int, width: int) -> float:
-    """The scale a still image is searched at for its smaller faces (see PHOTO_PIXELS)."""
-    return min(PHOTO_MAX_SCALE, (PHOTO_PIXELS / max(1, height * width)) ** 0.5)
+    """The scale a still image is searched at for its smaller faces: up to PHOTO_MAX_SCALE and
+    PHOTO_PIXELS pixels, and never coarser than the second pass (DETECT_MAX_SIDE)."""
+    finest = min(PHOTO_MAX_SCALE, (PHOTO_PIXELS / max(1, height * width)) ** 0.5)
+    return min(1.0, max(finest, DETECT_MAX_SIDE / max(1, height, width)))
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
@@ -116,10 +120,11 @@ class FaceDetector:
         coarse = detection_size(height, width, coarse_side, COARSE_MAX_SCALE)
         fine = detection_size(height, width, self.max_side)
         faces = self._detect_at(rgb, coarse)
-        scale = photo_scale(height, width)
-        if photo and scale * height > 1.25 * fine[0]:
-            # the tiles are finer than the second pass, and the coarse pass finds what they cut
-            return _distinct(faces + self._detect_tiled(rgb, scale))
+        if photo and max(coarse) < COARSE_MAX_SCALE * max(height, width):
+            # The coarse pass was held to COARSE_MAX_SIDE, so smaller faces beside the ones it
+            # found may have been too small for it: a finer search (at least as fine as the
+            # second pass) finds them, and the coarse pass the faces that the tiles cut.
+            return _distinct(faces + self._detect_tiled(rgb, photo_scale(height, width)))
         if not faces and fine != coarse:
             faces = self._detect_at(rgb, fine)
         return faces

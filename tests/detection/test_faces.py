@@ -132,6 +132,32 @@ def test_every_face_of_a_large_group_photo_is_found_once(detector, face_crops):
         assert all(_inside(f.box, photo.shape) for f in faces)
 
 
+def test_small_faces_beside_a_large_one_in_a_web_sized_photo(detector, face_crops):
+    """A 1600 x 1200 photo, too small for tiles of the old search: a face of 480 px and two of
+    96 px. The coarse pass (320 px) finds the large face, and the small ones are 19 px there;
+    as a video frame that is all, as a photo the finer search finds every face, each once."""
+    crops = [decode_image(p, 10**7) for p in face_crops["real"][:3]]
+    photo = np.full((1200, 1600, 3), 90, np.uint8)
+    placed = [
+        _paste(photo, crops[0], 1100, 20, 480),
+        _paste(photo, crops[1], 150, 300, 96),
+        _paste(photo, crops[2], 600, 900, 96),
+    ]
+    as_frame = detector.detect(photo)
+    assert [_iou(f.box, placed[0]) > 0.3 for f in as_frame] == [True], as_frame
+    faces = detector.detect(photo, photo=True)
+    assert len(faces) == len(placed), faces
+    for where in placed:
+        assert sum(_iou(f.box, where) > 0.3 for f in faces) == 1, (where, faces)
+
+
+def test_photo_search_is_never_coarser_than_the_second_pass():
+    assert photo_scale(1200, 1600) == 0.5
+    assert photo_scale(600, 800) == pytest.approx(480 / 800)  # finer than half size
+    assert photo_scale(3000, 4000) == pytest.approx((1_000_000 / 12_000_000) ** 0.5)
+    assert photo_scale(200, 300) == 1.0
+
+
 def test_a_face_larger_than_a_tile_is_one_box_in_a_photo(detector, crop):
     photo = np.full((4000, 6000, 3), 90, np.uint8)
     where = _paste(photo, crop, 1500, 1000, 2000)  # 408 px in the search: across two tiles
