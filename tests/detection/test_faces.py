@@ -109,6 +109,20 @@ def _paste(canvas: np.ndarray, face: np.ndarray, x0: int, y0: int, side: int) ->
     return (x0, y0, side, side)
 
 
+def _only_the_large_face_as_a_frame_every_face_as_a_photo(
+    detector: FaceDetector, photo: np.ndarray, placed: list[tuple]
+) -> None:
+    """``placed[0]`` is the large face: searched as a video frame, ``photo`` shows only it;
+    searched as a still photo, every placed face, each once, inside the picture."""
+    as_frame = detector.detect(photo)
+    assert [_iou(f.box, placed[0]) > 0.3 for f in as_frame] == [True], as_frame
+    faces = detector.detect(photo, photo=True)
+    assert len(faces) == len(placed), faces
+    for where in placed:
+        assert sum(_iou(f.box, where) > 0.3 for f in faces) == 1, (where, faces)
+    assert all(_inside(f.box, photo.shape) for f in faces)
+
+
 def test_every_face_of_a_large_group_photo_is_found_once(detector, face_crops):
     """A 12 MP photo: one face of 900 px and four of 150 px, one of them across the right edge
     of the first tile of the photo search. As a video frame only the large face is found (the
@@ -123,13 +137,7 @@ def test_every_face_of_a_large_group_photo_is_found_once(detector, face_crops):
         _paste(photo, crops[3], 800, 2500, 150),
         _paste(photo, crops[4], 3500, 2700, 150),
     ]
-    as_frame = detector.detect(photo)
-    assert [_iou(f.box, placed[0]) > 0.3 for f in as_frame] == [True], as_frame
-    faces = detector.detect(photo, photo=True)
-    assert len(faces) == len(placed), faces
-    for where in placed:
-        assert sum(_iou(f.box, where) > 0.3 for f in faces) == 1, (where, faces)
-        assert all(_inside(f.box, photo.shape) for f in faces)
+    _only_the_large_face_as_a_frame_every_face_as_a_photo(detector, photo, placed)
 
 
 def test_small_faces_beside_a_large_one_in_a_web_sized_photo(detector, face_crops):
@@ -143,12 +151,7 @@ def test_small_faces_beside_a_large_one_in_a_web_sized_photo(detector, face_crop
         _paste(photo, crops[1], 150, 300, 96),
         _paste(photo, crops[2], 600, 900, 96),
     ]
-    as_frame = detector.detect(photo)
-    assert [_iou(f.box, placed[0]) > 0.3 for f in as_frame] == [True], as_frame
-    faces = detector.detect(photo, photo=True)
-    assert len(faces) == len(placed), faces
-    for where in placed:
-        assert sum(_iou(f.box, where) > 0.3 for f in faces) == 1, (where, faces)
+    _only_the_large_face_as_a_frame_every_face_as_a_photo(detector, photo, placed)
 
 
 def test_photo_search_is_never_coarser_than_the_second_pass():
