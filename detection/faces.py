@@ -120,7 +120,7 @@ class FaceDetector:
         coarse = detection_size(height, width, coarse_side, COARSE_MAX_SCALE)
         fine = detection_size(height, width, self.max_side)
         faces = self._detect_at(rgb, coarse)
-        if photo and max(coarse) < COARSE_MAX_SCALE * max(height, width):
+        if photo and COARSE_MAX_SCALE * max(height, width) > coarse_side:
             # The coarse pass was held to COARSE_MAX_SIDE, so smaller faces beside the ones it
             # found may have been too small for it: a finer search (at least as fine as the
             # second pass) finds them, and the coarse pass the faces that the tiles cut.

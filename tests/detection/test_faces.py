@@ -154,6 +154,20 @@ def test_small_faces_beside_a_large_one_in_a_web_sized_photo(detector, face_crop
     _only_the_large_face_as_a_frame_every_face_as_a_photo(detector, photo, placed)
 
 
+@pytest.mark.parametrize("side", [333, 640])
+def test_photos_up_to_twice_the_coarse_pass_are_searched_as_before(
+    detector, crop, side, monkeypatch
+):
+    """A face crop (odd sizes included) is searched at half size, as a frame is: no tiles."""
+
+    def no_tiles(*_):
+        raise AssertionError(f"a {side} px photo was searched in tiles")
+
+    monkeypatch.setattr(detector, "_detect_tiled", no_tiles)
+    image = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    assert len(detector.detect(image, photo=True)) == 1
+
+
 def test_photo_search_is_never_coarser_than_the_second_pass():
     assert photo_scale(1200, 1600) == 0.5
     assert photo_scale(600, 800) == pytest.approx(480 / 800)  # finer than half size
