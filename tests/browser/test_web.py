@@ -50,12 +50,8 @@ def shows(text: str, p: float, before: str = "") -> bool:
 
 def test_image_result_boxes_heatmap_and_reopen(page, face_crops, artifacts, created):
     image = next(p for p in face_crops["fake"] if p.name == IMAGE)
-    page.open()
-    page.upload(image)
-    job_id = page.job_id()
-    assert page.wait_finished() == "Finished."
-    job = page.job(job_id)
-    result = job["result"]
+    job = page.analysed(image)
+    job_id, result = job["id"], job["result"]
     created["image"] = job_id
     assert job["status"] == "succeeded" and result["faces"], "the shared fake crop has a face"
 
@@ -165,12 +161,8 @@ def test_video_timeline(page, video_paths, artifacts, created):
 
 
 def test_batch_counts_and_sorting(page, face_crops, artifacts, created):
-    page.open()
-    page.upload(face_crops["real"][0], face_crops["fake"][1])
-    job_id = page.job_id()
-    assert page.wait_finished() == "Finished."
-    job = page.job(job_id)
-    created["batch"] = job_id
+    job = page.analysed(face_crops["real"][0], face_crops["fake"][1])
+    created["batch"] = job["id"]
     summary = job["result"]["summary"]
     assert summary["total"] == 2
 
@@ -418,11 +410,7 @@ def test_provenance_panel_for_a_signed_ai_declared_image(page, face_crops, tmp_p
     signed.write_bytes(
         cc.sign(face_crops["real"][0].read_bytes(), "image/jpeg", cc.make_chain(), definition)
     )
-    page.open()
-    page.upload(signed)
-    job_id = page.job_id()
-    assert page.wait_finished() == "Finished."
-    provenance = page.job(job_id)["result"]["provenance"]
+    provenance = page.analysed(signed)["result"]["provenance"]
     assert provenance["declared_ai_generated"] is True
 
     panel = page.driver.find_element(By.CSS_SELECTOR, "#result-body .provenance")
