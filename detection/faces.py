@@ -74,11 +74,11 @@ def detection_size(
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def photo_scale(height: int, width: int) -> float:
+def photo_scale(height: int, width: int, max_side: int = DETECT_MAX_SIDE) -> float:
     """The scale a still image is searched at for its smaller faces: up to PHOTO_MAX_SCALE and
-    PHOTO_PIXELS pixels, and never coarser than the second pass (DETECT_MAX_SIDE)."""
+    PHOTO_PIXELS pixels, and never coarser than the second pass (``max_side``)."""
     finest = min(PHOTO_MAX_SCALE, (PHOTO_PIXELS / max(1, height * width)) ** 0.5)
-    return min(1.0, max(finest, DETECT_MAX_SIDE / max(1, height, width)))
+    return min(1.0, max(finest, max_side / max(1, height, width)))
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
@@ -118,13 +118,14 @@ class FaceDetector:
             return []
         coarse_side = min(COARSE_MAX_SIDE, self.max_side)
         coarse = detection_size(height, width, coarse_side, COARSE_MAX_SCALE)
-        fine = detection_size(height, width, self.max_side)
         faces = self._detect_at(rgb, coarse)
         if photo and COARSE_MAX_SCALE * max(height, width) > coarse_side:
             # The coarse pass was held to COARSE_MAX_SIDE, so smaller faces beside the ones it
             # found may have been too small for it: a finer search (at least as fine as the
             # second pass) finds them, and the coarse pass the faces that the tiles cut.
-            return _distinct(faces + self._detect_tiled(rgb, photo_scale(height, width)))
+            scale = photo_scale(height, width, self.max_side)
+            return _distinct(faces + self._detect_tiled(rgb, scale))
+        fine = detection_size(height, width, self.max_side)
         if not faces and fine != coarse:
             faces = self._detect_at(rgb, fine)
         return faces
